@@ -1,0 +1,48 @@
+# Two commands do everything on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install run test lint typecheck unit schema migrations bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Tally needs Python 3.11+"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade "pip==26.3"
+	$(BIN)/pip install --quiet --constraint constraints.txt --editable ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Migrate, seed the demo account when the database is empty, print tokens, serve GraphiQL.
+run: install
+	$(BIN)/tally migrate
+	$(BIN)/tally seed-demo
+	@echo "GraphiQL: http://127.0.0.1:8000/graphql"
+	$(BIN)/tally serve --no-migrate
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest
+
+test: lint typecheck unit
+
+# Write the committed schema.graphql from the code.
+schema: install
+	$(BIN)/tally export-schema > schema.graphql
+
+# After a model change: write the next migration into models/migrations/.
+migrations: install
+	mkdir -p var
+	TALLY_DATABASE_URL=sqlite://$(CURDIR)/var/makemigrations.db $(BIN)/tortoise -c models.db.TORTOISE_ORM migrate
+	TALLY_DATABASE_URL=sqlite://$(CURDIR)/var/makemigrations.db $(BIN)/tortoise -c models.db.TORTOISE_ORM makemigrations
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,37 @@
+"""The ASGI application: routes and lifespan, nothing else."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.routing import Route, WebSocketRoute
+
+from api.graphql import TallyGraphQL
+from api.settings import Settings
+from models.db import close_database, open_database
+from services.clock import Clock, SystemClock
+
+
+def create_app(
+    settings: Settings | None = None, *, clock: Clock | None = None, manage_database: bool = True
+) -> Starlette:
+    """The Tally app. `manage_database=False` leaves Tortoise to the caller (tests)."""
+    settings = settings or Settings.from_env()
+    graphql = TallyGraphQL(settings=settings, clock=clock or SystemClock())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if manage_database:
+            await open_database(settings.database_url)
+        try:
+            yield
+        finally:
+            if manage_database:
+                await close_database()
+
+    return Starlette(
+        routes=[Route("/graphql", graphql), WebSocketRoute("/graphql", graphql)],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,152 @@
+"""The `tally` command: serve, migrate, create-account, seed-demo, export-schema."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+
+import uvicorn
+
+from api.settings import Settings
+from models.db import close_database, migrate_database, open_database
+from models.enums import WeekStart
+from services import accounts, demo
+from services.clock import SystemClock
+from services.errors import TallyError
+
+log = logging.getLogger("tally")
+
+
+def _with_database(settings: Settings, work: Callable[[], Awaitable[int]]) -> int:
+    async def run() -> int:
+        await migrate_database(settings.database_url)
+        await open_database(settings.database_url)
+        try:
+            return await work()
+        finally:
+            await close_database()
+
+    return asyncio.run(run())
+
+
+def serve(args: argparse.Namespace, settings: Settings) -> int:
+    settings.warn_about_defaults()
+    if not args.no_migrate:
+        asyncio.run(migrate_database(settings.database_url))
+    uvicorn.run(
+        "api.asgi:app",
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        timeout_graceful_shutdown=10,
+        ws_max_size=1024 * 1024,
+    )
+    return 0
+
+
+def migrate(args: argparse.Namespace, settings: Settings) -> int:
+    asyncio.run(migrate_database(settings.database_url))
+    log.info("database is up to date")
+    return 0
+
+
+def create_account(args: argparse.Namespace, settings: Settings) -> int:
+    async def work() -> int:
+        created = await accounts.create_account(
+            name=args.name,
+            admin_name=args.admin_name,
+            admin_email=args.admin_email,
+            timezone=args.timezone,
+            week_start=WeekStart(args.week_start),
+            plan=accounts.PlanTerms(
+                monthly_credits=args.monthly_credits, price_per_credit_cents=args.price_cents
+            ),
+            clock=SystemClock(),
+        )
+        ids = {
+            "accountId": str(created.account.id),
+            "memberId": str(created.admin.id),
+            "token": created.token.secret,
+        }
+        if args.json:
+            sys.stdout.write(json.dumps(ids) + "\n")
+        else:
+            sys.stdout.write(
+                f"Account {ids['accountId']} created; admin member {ids['memberId']}.\n"
+                f"Admin token (shown once): {ids['token']}\n"
+            )
+        return 0
+
+    return _with_database(settings, work)
+
+
+def seed_demo(args: argparse.Namespace, settings: Settings) -> int:
+    async def work() -> int:
+        seeded = await demo.seed_demo(region=settings.default_region, clock=SystemClock())
+        verb = "Created" if seeded.created else "Found"
+        sys.stdout.write(f"{verb} the demo account {seeded.account_name!r}. Tokens (shown once):\n")
+        for who, secret in seeded.tokens:
+            sys.stdout.write(f"  {who:<32} {secret}\n")
+        sys.stdout.write("Send one as 'Authorization: Bearer <token>'.\n")
+        return 0
+
+    return _with_database(settings, work)
+
+
+def export_schema(args: argparse.Namespace, settings: Settings) -> int:
+    from schema import schema
+
+    sys.stdout.write(schema.as_str() + "\n")
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tally", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    p = commands.add_parser("serve", help="Run the HTTP and websocket server.")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--no-migrate", action="store_true", help="Do not migrate before serving.")
+    p.set_defaults(run=serve)
+
+    commands.add_parser("migrate", help="Apply pending migrations.").set_defaults(run=migrate)
+
+    p = commands.add_parser("create-account", help="Create an account and print its admin token.")
+    p.add_argument("--name", required=True)
+    p.add_argument("--admin-name", required=True)
+    p.add_argument("--admin-email", required=True)
+    p.add_argument("--timezone", default="UTC")
+    p.add_argument("--week-start", choices=[w.value for w in WeekStart], default="MONDAY")
+    p.add_argument("--monthly-credits", type=int, default=accounts.PlanTerms().monthly_credits)
+    p.add_argument("--price-cents", type=int, default=accounts.PlanTerms().price_per_credit_cents)
+    p.add_argument("--json", action="store_true", help="Print one JSON object on stdout.")
+    p.set_defaults(run=create_account)
+
+    p = commands.add_parser("seed-demo", help="Create the demo account if missing; print tokens.")
+    p.set_defaults(run=seed_demo)
+
+    p = commands.add_parser("export-schema", help="Print the GraphQL schema (SDL).")
+    p.set_defaults(run=export_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    args = _parser().parse_args(argv)
+    settings = Settings.from_env()
+    try:
+        code: int = args.run(args, settings)
+    except TallyError as error:
+        sys.stderr.write(f"tally: {error.message}\n")
+        return 2
+    return code

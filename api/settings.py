@@ -1,0 +1,56 @@
+"""Configuration, read once from the environment (TALLY_*)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+log = logging.getLogger("tally")
+
+DEV_SECRET = "dev-only-secret-change-me"
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() not in {"0", "false", "no", "off"}
+
+
+def _origins(value: str | None) -> tuple[str, ...]:
+    return tuple(o.strip() for o in (value or "").split(",") if o.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str = "sqlite://tally.db"
+    broadcast_url: str = "memory://"
+    default_region: str = "US"
+    secret_key: str = DEV_SECRET
+    webhook_secret: str = DEV_SECRET
+    allowed_origins: tuple[str, ...] = ()
+    graphiql: bool = True
+    public_url: str = "http://127.0.0.1:8000"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        defaults = cls()
+        return cls(
+            database_url=env.get("TALLY_DATABASE_URL") or defaults.database_url,
+            broadcast_url=env.get("TALLY_BROADCAST_URL") or defaults.broadcast_url,
+            default_region=(env.get("TALLY_DEFAULT_REGION") or defaults.default_region).upper(),
+            secret_key=env.get("TALLY_SECRET_KEY") or defaults.secret_key,
+            webhook_secret=env.get("TALLY_WEBHOOK_SECRET") or defaults.webhook_secret,
+            allowed_origins=_origins(env.get("TALLY_ALLOWED_ORIGINS")),
+            graphiql=_flag(env.get("TALLY_GRAPHIQL"), defaults.graphiql),
+            public_url=(env.get("TALLY_PUBLIC_URL") or defaults.public_url).rstrip("/"),
+        )
+
+    def warn_about_defaults(self) -> None:
+        if DEV_SECRET in (self.secret_key, self.webhook_secret):
+            log.warning(
+                "TALLY_SECRET_KEY or TALLY_WEBHOOK_SECRET is not set: using a development "
+                "secret that anyone can read. Set both in production."
+            )

@@ -1,0 +1,100 @@
+"""Accounts, members, inboxes and API tokens."""
+
+from __future__ import annotations
+
+from tortoise import fields
+from tortoise.models import Model
+
+from models.enums import InboxKind, Role, WeekStart
+
+
+class Account(Model):
+    id = fields.BigIntField(primary_key=True)
+    name = fields.CharField(max_length=200)
+    timezone = fields.CharField(max_length=64)
+    week_start = fields.CharEnumField(WeekStart, max_length=8)
+    # The creation instant is also the anchor of every subscription month.
+    created_at = fields.DatetimeField()
+    plan_name = fields.CharField(max_length=100)
+    monthly_credits = fields.IntField()
+    price_per_credit_cents = fields.IntField()
+    currency = fields.CharField(max_length=3)
+
+    class Meta:
+        table = "account"
+
+
+class Member(Model):
+    id = fields.BigIntField(primary_key=True)
+    account: fields.ForeignKeyRelation[Account] = fields.ForeignKeyField(
+        "models.Account", related_name="members", on_delete=fields.RESTRICT
+    )
+    account_id: int
+    name = fields.CharField(max_length=200)
+    email = fields.CharField(max_length=320)
+    # Lower-cased e-mail: uniqueness within an account ignores case.
+    email_key = fields.CharField(max_length=320)
+    role = fields.CharEnumField(Role, max_length=8)
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "member"
+        unique_together = (("account", "email_key"),)
+
+
+class Inbox(Model):
+    id = fields.BigIntField(primary_key=True)
+    account: fields.ForeignKeyRelation[Account] = fields.ForeignKeyField(
+        "models.Account", related_name="inboxes", on_delete=fields.RESTRICT
+    )
+    account_id: int
+    name = fields.CharField(max_length=200)
+    # E.164; unique across the deployment because inbound messages are routed by it.
+    phone_number = fields.CharField(max_length=16, unique=True)
+    kind = fields.CharEnumField(InboxKind, max_length=8)
+    owner: fields.ForeignKeyNullableRelation[Member] = fields.ForeignKeyField(
+        "models.Member", related_name="personal_inboxes", null=True, on_delete=fields.RESTRICT
+    )
+    owner_id: int | None
+    created_at = fields.DatetimeField()
+
+    class Meta:
+        table = "inbox"
+
+
+class InboxAccess(Model):
+    """A member who may send from a SHARED inbox."""
+
+    id = fields.BigIntField(primary_key=True)
+    inbox: fields.ForeignKeyRelation[Inbox] = fields.ForeignKeyField(
+        "models.Inbox", related_name="access", on_delete=fields.CASCADE
+    )
+    inbox_id: int
+    member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
+        "models.Member", related_name="inbox_access", on_delete=fields.CASCADE
+    )
+    member_id: int
+
+    class Meta:
+        table = "inbox_access"
+        unique_together = (("inbox", "member"),)
+
+
+class ApiToken(Model):
+    id = fields.BigIntField(primary_key=True)
+    account: fields.ForeignKeyRelation[Account] = fields.ForeignKeyField(
+        "models.Account", related_name="tokens", on_delete=fields.RESTRICT
+    )
+    account_id: int
+    member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
+        "models.Member", related_name="tokens", on_delete=fields.RESTRICT
+    )
+    member_id: int
+    name = fields.CharField(max_length=200)
+    # SHA-256 of the secret: the secret itself is shown once and never stored.
+    secret_hash = fields.CharField(max_length=64, unique=True)
+    created_at = fields.DatetimeField()
+    revoked_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "api_token"

@@ -1,0 +1,66 @@
+"""Database configuration: from a URL to Tortoise's config, migrations, start and stop."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from tortoise import Tortoise
+from tortoise.backends.base.config_generator import expand_db_url
+from tortoise.migrations.api.migrate import migrate
+
+APP = "models"
+
+# A server's SQLite: WAL so readers never wait for the writer, and a busy
+# timeout so a write waits for another process's transaction instead of failing.
+SQLITE_DEFAULTS = {"journal_mode": "WAL", "busy_timeout": "10000", "synchronous": "FULL"}
+
+
+def with_sqlite_defaults(url: str) -> str:
+    """The URL with the server PRAGMAs added where the URL does not set them."""
+    parts = urlsplit(url)
+    params = dict(SQLITE_DEFAULTS)
+    params.update(parse_qsl(parts.query))
+    return urlunsplit(parts._replace(query=urlencode(params)))
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite:")
+
+
+def tortoise_config(database_url: str) -> dict[str, Any]:
+    if is_sqlite(database_url):
+        connection = expand_db_url(with_sqlite_defaults(database_url))
+        connection["engine"] = "models.sqlite_engine"
+    else:
+        connection = expand_db_url(database_url)
+    return {
+        "connections": {"default": connection},
+        "apps": {
+            APP: {
+                "models": ["models"],
+                "default_connection": "default",
+                "migrations": "models.migrations",
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+async def open_database(database_url: str) -> None:
+    await Tortoise.init(config=tortoise_config(database_url), _enable_global_fallback=True)
+
+
+async def close_database() -> None:
+    await Tortoise.close_connections()
+
+
+async def migrate_database(database_url: str) -> None:
+    """Apply every migration not yet applied; safe to run on every start."""
+    await migrate(config=tortoise_config(database_url))
+
+
+# For Tortoise's own CLI: `tortoise -c models.db.TORTOISE_ORM makemigrations`.
+TORTOISE_ORM = tortoise_config(os.environ.get("TALLY_DATABASE_URL", "sqlite://tally.db"))

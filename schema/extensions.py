@@ -1,0 +1,76 @@
+"""Schema-wide rules: authentication and the codes of GraphQL errors."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from graphql import ExecutionResult, GraphQLError, OperationDefinitionNode
+from strawberry.extensions import SchemaExtension
+
+from services.errors import TallyError
+
+log = logging.getLogger("tally.graphql")
+
+INTROSPECTION_FIELDS = frozenset({"__schema", "__type", "__typename"})
+
+
+def _is_introspection_only(extension: SchemaExtension) -> bool:
+    document = extension.execution_context.graphql_document
+    if document is None:
+        return False
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode):
+            for selection in definition.selection_set.selections:
+                name = getattr(selection, "name", None)
+                if name is None or name.value not in INTROSPECTION_FIELDS:
+                    return False
+    return True
+
+
+class Authentication(SchemaExtension):
+    """Refuse every operation without a valid token, except pure introspection (GraphiQL's docs)."""
+
+    def on_execute(self) -> Iterator[None]:
+        context = self.execution_context.context
+        if getattr(context, "principal", None) is None and not _is_introspection_only(self):
+            self.execution_context.result = ExecutionResult(
+                data=None,
+                errors=[
+                    GraphQLError(
+                        "A valid API token is required: send 'Authorization: Bearer <token>'.",
+                        extensions={"code": "UNAUTHENTICATED"},
+                    )
+                ],
+            )
+        yield
+
+
+def coded(error: GraphQLError) -> GraphQLError:
+    """Give a domain error its contract code; hide anything unexpected behind a generic message."""
+    original = error.original_error
+    if original is None or isinstance(original, GraphQLError):
+        return error
+    if isinstance(original, TallyError):
+        return GraphQLError(
+            original.message,
+            nodes=error.nodes,
+            path=error.path,
+            original_error=original,
+            extensions={"code": original.code},
+        )
+    log.error("unexpected error in %s", error.path, exc_info=original)
+    return GraphQLError(
+        "Internal server error.",
+        nodes=error.nodes,
+        path=error.path,
+        extensions={"code": "INTERNAL_SERVER_ERROR"},
+    )
+
+
+class ErrorCodes(SchemaExtension):
+    def on_execute(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if isinstance(result, ExecutionResult) and result.errors:
+            result.errors = [coded(error) for error in result.errors]

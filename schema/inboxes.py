@@ -1,0 +1,82 @@
+"""Inboxes: the Inbox type and createInbox."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+
+from api.context import Context
+from models import Inbox as InboxRow
+from schema.enums import InboxKind
+from schema.errors import UserError, reports_user_errors
+from schema.ids import to_id, to_key
+from schema.members import Member
+from services import inboxes
+
+
+@strawberry.type
+class Inbox:
+    id: strawberry.ID
+    name: str
+    phone_number: str = strawberry.field(description="E.164, e.g. +15551234567.")
+    kind: InboxKind
+    key: strawberry.Private[int]
+    owner_key: strawberry.Private[int | None]
+
+    @classmethod
+    def from_model(cls, row: InboxRow) -> Inbox:
+        return cls(
+            id=to_id(row.id),
+            name=row.name,
+            phone_number=row.phone_number,
+            kind=row.kind,
+            key=row.id,
+            owner_key=row.owner_id,
+        )
+
+    @strawberry.field(description="The owner of a PERSONAL inbox.")
+    async def owner(self, info: strawberry.Info[Context, Any]) -> Member | None:
+        if self.owner_key is None:
+            return None
+        row = await info.context.loaders.member.load(self.owner_key)
+        return None if row is None else Member.from_model(row)
+
+    @strawberry.field(description="Who may send from it.")
+    async def members(self, info: strawberry.Info[Context, Any]) -> list[Member]:
+        keys = await info.context.loaders.inbox_member_ids.load(self.key)
+        rows = await info.context.loaders.member.load_many(keys)
+        return [Member.from_model(row) for row in rows if row is not None]
+
+
+@strawberry.input
+class CreateInboxInput:
+    name: str
+    phone_number: str
+    member_ids: list[strawberry.ID] = strawberry.field(
+        default_factory=list, description="Members who may send from this shared inbox."
+    )
+
+
+@strawberry.type
+class CreateInboxPayload:
+    inbox: Inbox | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class InboxMutation:
+    @strawberry.mutation(description="ADMIN")
+    @reports_user_errors
+    async def create_inbox(
+        self, info: strawberry.Info[Context, Any], input: CreateInboxInput
+    ) -> CreateInboxPayload:
+        row = await inboxes.create_shared_inbox(
+            actor=info.context.actor,
+            name=input.name,
+            phone_number=input.phone_number,
+            member_ids=[to_key(i, field="member_ids") for i in input.member_ids],
+            region=info.context.settings.default_region,
+            clock=info.context.clock,
+        )
+        return CreateInboxPayload(inbox=Inbox.from_model(row))

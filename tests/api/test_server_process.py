@@ -1,0 +1,153 @@
+"""`tally` as real processes: the CLI, and `tally serve` over HTTP and websockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import websockets
+
+TALLY = str(Path(sys.executable).with_name("tally"))
+TRANSPORT_WS = websockets.Subprotocol("graphql-transport-ws")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    url: str
+    env: dict[str, str]
+
+    async def cli(self, *args: str) -> str:
+        process = await asyncio.create_subprocess_exec(
+            TALLY,
+            *args,
+            env=self.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await process.communicate()
+        assert process.returncode == 0, err.decode()
+        return out.decode()
+
+    async def new_account(self, name: str) -> dict[str, str]:
+        out = await self.cli(
+            "create-account", "--name", name, "--admin-name", "A", "--admin-email",
+            f"a@{name.lower()}.example", "--json",
+        )  # fmt: skip
+        created: dict[str, str] = json.loads(out)
+        return created
+
+
+@pytest.fixture(scope="module")
+async def server(
+    server_database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Server]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "TALLY_DATABASE_URL": server_database_url,
+        "TALLY_SECRET_KEY": "s",
+        "TALLY_WEBHOOK_SECRET": "w",
+    }
+    process = await asyncio.create_subprocess_exec(
+        TALLY, "serve", "--port", str(port), env=env, cwd=tmp_path_factory.mktemp("serve"),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient() as http:
+            for _ in range(100):
+                try:
+                    await http.get(url + "/graphql", headers={"Accept": "text/html"})
+                    break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+            else:
+                pytest.fail("tally serve did not start")
+        yield Server(url=url, env=env)
+    finally:
+        process.terminate()
+        await asyncio.wait_for(process.wait(), 15)
+
+
+async def query(server: Server, token: str, document: str, variables: dict[str, object]) -> dict:
+    async with httpx.AsyncClient() as http:
+        response = await http.post(
+            server.url + "/graphql",
+            json={"query": document, "variables": variables},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    assert response.status_code == 200
+    body: dict = response.json()
+    return body
+
+
+async def test_cli_account_answers_over_http(server: Server) -> None:
+    created = await server.new_account("Http")
+    body = await query(server, created["token"], "{ viewer { id } account { id } }", {})
+    assert body["data"] == {
+        "viewer": {"id": created["memberId"]},
+        "account": {"id": created["accountId"]},
+    }
+
+
+async def test_websocket_authenticates_in_connection_init(server: Server) -> None:
+    created = await server.new_account("Ws")
+    ws_url = server.url.replace("http", "ws") + "/graphql"
+    async with websockets.connect(ws_url, subprotocols=[TRANSPORT_WS]) as ws:
+        init = {"authorization": f"Bearer {created['token']}"}
+        await ws.send(json.dumps({"type": "connection_init", "payload": init}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        await ws.send(
+            json.dumps({"id": "1", "type": "subscribe", "payload": {"query": "{ viewer { id } }"}})
+        )
+        answer = json.loads(await ws.recv())
+        assert answer["payload"]["data"] == {"viewer": {"id": created["memberId"]}}
+
+
+@pytest.mark.parametrize("payload", [{}, {"authorization": "Bearer tly_wrong"}])
+async def test_websocket_without_a_valid_token_is_closed_4403(
+    server: Server, payload: dict[str, str]
+) -> None:
+    ws_url = server.url.replace("http", "ws") + "/graphql"
+    async with websockets.connect(ws_url, subprotocols=[TRANSPORT_WS]) as ws:
+        await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ws.recv()
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 4403
+
+
+async def test_concurrent_writes_from_the_server_and_the_cli_all_succeed(server: Server) -> None:
+    created = await server.new_account("Busy")
+    mutation = """mutation($input: CreateMemberInput!) {
+        createMember(input: $input) { member { id } userErrors { code } } }"""
+    http_writes = [
+        query(
+            server,
+            created["token"],
+            mutation,
+            {"input": {"name": f"M{i}", "email": f"m{i}@b.example"}},
+        )
+        for i in range(40)
+    ]
+    cli_writes = [server.new_account(f"Cli{i}") for i in range(4)]
+    results = await asyncio.gather(*http_writes, *cli_writes)
+    for body in results[:40]:
+        assert body["data"]["createMember"]["userErrors"] == [], body
+    members = await query(server, created["token"], "{ account { members { id } } }", {})
+    assert len(members["data"]["account"]["members"]) == 41
