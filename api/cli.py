@@ -87,6 +87,12 @@ def create_account(args: argparse.Namespace, settings: Settings) -> int:
 def seed_demo(args: argparse.Namespace, settings: Settings) -> int:
     async def work() -> int:
         seeded = await demo.seed_demo(region=settings.default_region, clock=SystemClock())
+        if not seeded.tokens:
+            sys.stdout.write(
+                "The database already has accounts, so no demo account was created; "
+                "use `tally create-account` for a token.\n"
+            )
+            return 0
         verb = "Created" if seeded.created else "Found"
         sys.stdout.write(f"{verb} the demo account {seeded.account_name!r}. Tokens (shown once):\n")
         for who, secret in seeded.tokens:

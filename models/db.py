@@ -59,7 +59,11 @@ async def close_database() -> None:
 
 async def migrate_database(database_url: str) -> None:
     """Apply every migration not yet applied; safe to run on every start."""
-    await migrate(config=tortoise_config(database_url))
+    try:
+        await migrate(config=tortoise_config(database_url))
+    finally:
+        # An open aiosqlite connection is a live thread that would keep the process from exiting.
+        await Tortoise.close_connections()
 
 
 # For Tortoise's own CLI: `tortoise -c models.db.TORTOISE_ORM makemigrations`.

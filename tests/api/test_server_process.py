@@ -17,6 +17,7 @@ import websockets
 
 TALLY = str(Path(sys.executable).with_name("tally"))
 TRANSPORT_WS = websockets.Subprotocol("graphql-transport-ws")
+LEGACY_WS = websockets.Subprotocol("graphql-ws")
 
 
 def free_port() -> int:
@@ -39,7 +40,8 @@ class Server:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
-        out, err = await process.communicate()
+        # A timeout, because a command that never exits (a live DB thread) is a bug too.
+        out, err = await asyncio.wait_for(process.communicate(), 60)
         assert process.returncode == 0, err.decode()
         return out.decode()
 
@@ -151,3 +153,37 @@ async def test_concurrent_writes_from_the_server_and_the_cli_all_succeed(server:
         assert body["data"]["createMember"]["userErrors"] == [], body
     members = await query(server, created["token"], "{ account { members { id } } }", {})
     assert len(members["data"]["account"]["members"]) == 41
+
+
+async def test_legacy_graphql_ws_protocol_authenticates_too(server: Server) -> None:
+    created = await server.new_account("Legacy")
+    ws_url = server.url.replace("http", "ws") + "/graphql"
+    async with websockets.connect(ws_url, subprotocols=[LEGACY_WS]) as ws:
+        init = {"authorization": f"Bearer {created['token']}"}
+        await ws.send(json.dumps({"type": "connection_init", "payload": init}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+
+
+async def test_legacy_graphql_ws_without_a_token_is_refused(server: Server) -> None:
+    ws_url = server.url.replace("http", "ws") + "/graphql"
+    async with websockets.connect(ws_url, subprotocols=[LEGACY_WS]) as ws:
+        await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+        refusal = json.loads(await ws.recv())
+        assert refusal["type"] == "connection_error"
+        with pytest.raises(websockets.ConnectionClosed):
+            await ws.recv()
+
+
+async def test_seed_demo_fills_only_an_empty_database(server: Server, tmp_path: Path) -> None:
+    empty = Server(
+        url=server.url, env={**server.env, "TALLY_DATABASE_URL": f"sqlite://{tmp_path}/d.db"}
+    )
+    await empty.cli("migrate")
+    first = await empty.cli("seed-demo")
+    again = await empty.cli("seed-demo")
+    assert "Created the demo account" in first
+    assert "Found the demo account" in again
+    assert len([line for line in again.splitlines() if "tly_" in line]) == 3
+    busy = await server.cli("seed-demo")
+    assert "already has accounts" in busy
+    assert "tly_" not in busy
