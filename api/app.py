@@ -9,17 +9,21 @@ from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 
 from api.graphql import TallyGraphQL
+from api.runtime import Runtime
 from api.settings import Settings
 from models.db import close_database, open_database
-from services.clock import Clock, SystemClock
 
 
 def create_app(
-    settings: Settings | None = None, *, clock: Clock | None = None, manage_database: bool = True
+    settings: Settings | None = None,
+    *,
+    runtime: Runtime | None = None,
+    manage_database: bool = True,
 ) -> Starlette:
     """The Tally app. `manage_database=False` leaves Tortoise to the caller (tests)."""
     settings = settings or Settings.from_env()
-    graphql = TallyGraphQL(settings=settings, clock=clock or SystemClock())
+    runtime = runtime or Runtime()
+    graphql = TallyGraphQL(settings=settings, runtime=runtime)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -10,6 +10,7 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.dataloader import DataLoader
 
+from api.runtime import Runtime
 from api.settings import Settings
 from models import Inbox, Member
 from services import inboxes, members
@@ -52,11 +53,15 @@ class Context:
     request: Request | WebSocket
     response: Response | WebSocket
     settings: Settings
-    clock: Clock
+    runtime: Runtime
     principal: Principal | None = None
     loaders: Loaders = field(default_factory=Loaders)
     # Filled by Strawberry from the websocket connection_init payload.
     connection_params: dict[str, Any] | None = None
+
+    @property
+    def clock(self) -> Clock:
+        return self.runtime.clock
 
     @property
     def actor(self) -> Principal:

@@ -11,11 +11,11 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_P
 from strawberry.types.unset import UnsetType
 
 from api.context import Context
+from api.runtime import Runtime
 from api.settings import Settings
 from schema import schema
 from services import tokens
 from services.access import Principal
-from services.clock import Clock
 
 
 def bearer_secret(header: object) -> str | None:
@@ -34,7 +34,7 @@ async def principal_for(header: object) -> Principal | None:
 
 
 class TallyGraphQL(GraphQL[Context, None]):
-    def __init__(self, *, settings: Settings, clock: Clock) -> None:
+    def __init__(self, *, settings: Settings, runtime: Runtime) -> None:
         super().__init__(
             schema,
             graphql_ide="graphiql" if settings.graphiql else None,
@@ -42,7 +42,7 @@ class TallyGraphQL(GraphQL[Context, None]):
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
         )
         self.settings = settings
-        self.clock = clock
+        self.runtime = runtime
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -54,7 +54,7 @@ class TallyGraphQL(GraphQL[Context, None]):
             request=request,
             response=response,
             settings=self.settings,
-            clock=self.clock,
+            runtime=self.runtime,
             principal=principal,
         )
 

@@ -1,5 +1,16 @@
 """Tortoise models: the tables of Tally. Only services/ queries them."""
 
 from models.accounts import Account, ApiToken, Inbox, InboxAccess, Member
+from models.credits import IdempotencyRecord, LedgerEntry, Message, SubscriptionPeriod
 
-__all__ = ["Account", "ApiToken", "Inbox", "InboxAccess", "Member"]
+__all__ = [
+    "Account",
+    "ApiToken",
+    "IdempotencyRecord",
+    "Inbox",
+    "InboxAccess",
+    "LedgerEntry",
+    "Member",
+    "Message",
+    "SubscriptionPeriod",
+]

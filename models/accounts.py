@@ -20,6 +20,30 @@ class Account(Model):
     price_per_credit_cents = fields.IntField()
     currency = fields.CharField(max_length=3)
 
+    # The balance, per bucket. Changed only by services/ledger.py, in the same
+    # transaction as the ledger entries whose sum it always equals.
+    subscription_credits = fields.IntField(default=0)
+    purchased_credits = fields.IntField(default=0)
+    # The subscription month whose allotment was granted last, and when the next starts.
+    period_index = fields.IntField(default=0)
+    next_period_at = fields.DatetimeField(null=True, db_index=True)
+    # Bumped by every committed balance change: orders live events across processes.
+    balance_version = fields.BigIntField(default=0)
+
+    payment_brand = fields.CharField(max_length=32, null=True)
+    payment_last4 = fields.CharField(max_length=4, null=True)
+    # The payment provider's reference to the saved method (never a card number).
+    payment_reference = fields.CharField(max_length=255, null=True)
+
+    auto_recharge_enabled = fields.BooleanField(default=False)
+    auto_recharge_threshold = fields.IntField(default=100)
+    auto_recharge_credits = fields.IntField(default=500)
+    auto_recharge_max_per_period = fields.IntField(default=3)
+    auto_recharge_failures = fields.IntField(default=0)
+    auto_recharge_last_failure = fields.CharField(max_length=500, null=True)
+    # Set while one process runs a recharge, so that no two run at once for the account.
+    auto_recharge_claimed_at = fields.DatetimeField(null=True)
+
     class Meta:
         table = "account"
 

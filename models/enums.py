@@ -18,3 +18,42 @@ class InboxKind(StrEnum):
 class WeekStart(StrEnum):
     MONDAY = "MONDAY"
     SUNDAY = "SUNDAY"
+
+
+class Encoding(StrEnum):
+    GSM7 = "GSM7"
+    UCS2 = "UCS2"
+
+
+class Direction(StrEnum):
+    OUTBOUND = "OUTBOUND"
+    INBOUND = "INBOUND"
+
+
+class MessageStatus(StrEnum):
+    QUEUED = "QUEUED"
+    SENT = "SENT"
+    DELIVERED = "DELIVERED"
+    FAILED = "FAILED"
+    RECEIVED = "RECEIVED"
+
+
+class CreditBucket(StrEnum):
+    SUBSCRIPTION = "SUBSCRIPTION"
+    PURCHASED = "PURCHASED"
+
+
+class LedgerEntryKind(StrEnum):
+    ALLOTMENT_GRANT = "ALLOTMENT_GRANT"
+    ALLOTMENT_EXPIRY = "ALLOTMENT_EXPIRY"
+    PURCHASE = "PURCHASE"
+    AUTO_RECHARGE = "AUTO_RECHARGE"
+    OUTBOUND_MESSAGE = "OUTBOUND_MESSAGE"
+    INBOUND_MESSAGE = "INBOUND_MESSAGE"
+    REFUND = "REFUND"
+
+
+class IdempotencyState(StrEnum):
+    PENDING = "PENDING"
+    DONE = "DONE"
+    FAILED = "FAILED"

@@ -11,8 +11,10 @@ from tortoise.transactions import in_transaction
 from models import Account, Member
 from models.enums import Role, WeekStart
 from services.access import Principal, require_admin
+from services.allotments import grant_first_allotment
 from services.clock import Clock
 from services.errors import InvalidValue, NotFound
+from services.ledger import save_balance
 from services.members import add_member
 from services.tokens import IssuedToken, add_token
 from services.validation import clean_name
@@ -83,6 +85,8 @@ async def create_account(
             account=account, name=admin_name, email=admin_email, role=Role.ADMIN, now=now
         )
         token = await add_token(member=admin, name="Created with the account", now=now)
+        await grant_first_allotment(account, now=now)
+        await save_balance(account)
     return NewAccount(account=account, admin=admin, token=token)
 
 

@@ -27,6 +27,7 @@ from enum import Enum
 from typing import Literal
 from zoneinfo import ZoneInfo
 
+from models.enums import WeekStart
 from services.errors import InvalidValue
 
 __all__ = [
@@ -54,11 +55,6 @@ class Granularity(Enum):
     WEEK = "WEEK"
     MONTH = "MONTH"
     ALL = "ALL"
-
-
-class WeekStart(Enum):
-    MONDAY = "MONDAY"
-    SUNDAY = "SUNDAY"
 
 
 # date.weekday() numbering: Monday is 0, Sunday is 6.

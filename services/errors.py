@@ -64,12 +64,9 @@ class BodyTooLong(TallyError):
 class InsufficientCredits(TallyError):
     code = "INSUFFICIENT_CREDITS"
 
-    def __init__(self, *, balance: int, required: int) -> None:
-        super().__init__(
-            f"This message needs {required} credits and the balance is {balance}.", field=None
-        )
-        self.balance = balance
-        self.required = required
+    @classmethod
+    def for_cost(cls, *, balance: int, required: int) -> InsufficientCredits:
+        return cls(f"This message needs {required} credits and the balance is {balance}.")
 
 
 class PaymentMethodRequired(TallyError):
@@ -82,3 +79,24 @@ class PaymentDeclined(TallyError):
 
 class IdempotencyConflict(TallyError):
     code = "IDEMPOTENCY_CONFLICT"
+
+
+def error_for_code(code: str, message: str) -> TallyError:
+    """Rebuild a stored error (an idempotent request's first outcome) from its code."""
+    kind = next((k for k in _KINDS if k.code == code), TallyError)
+    return kind(message)
+
+
+_KINDS: tuple[type[TallyError], ...] = (
+    NotFound,
+    Forbidden,
+    InvalidValue,
+    InvalidPhoneNumber,
+    AlreadyExists,
+    EmptyBody,
+    BodyTooLong,
+    InsufficientCredits,
+    PaymentMethodRequired,
+    PaymentDeclined,
+    IdempotencyConflict,
+)

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from enum import Enum
 
 import regex
+
+from models.enums import Encoding
 
 __all__ = ["MAX_BODY_CHARACTERS", "Encoding", "SegmentCount", "count_segments"]
 
@@ -53,11 +54,6 @@ _GSM7_CHARACTERS = frozenset(_GSM7_BASIC) | _GSM7_EXTENSION
 # Unicode joins CRLF into one grapheme cluster, but carriers bill CR and LF as two characters that
 # may land in different segments; trying them first keeps \X from pairing them.
 _CLUSTER = regex.compile(r"\r|\n|\X")
-
-
-class Encoding(Enum):
-    GSM7 = "GSM7"
-    UCS2 = "UCS2"
 
 
 @dataclass(frozen=True, slots=True)

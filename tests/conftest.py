@@ -23,12 +23,16 @@ import pytest
 from tortoise import Tortoise
 
 from api.app import create_app
+from api.runtime import Runtime
 from api.settings import Settings
 from models.db import close_database, is_sqlite, migrate_database, open_database
 from models.enums import Role
 from services.access import Principal
 from services.accounts import NewAccount, PlanTerms, create_account
+from services.broadcast import LocalBroker
+from services.carrier import SimulatedCarrier
 from services.clock import FrozenClock
+from services.payments import SimulatedPaymentProvider
 
 START = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 MIGRATIONS_TABLE = "tortoise_migrations"
@@ -138,8 +142,23 @@ def admin(account: NewAccount) -> Principal:
 
 
 @pytest.fixture
-async def client(settings: Settings, clock: FrozenClock) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, clock=clock, manage_database=False)
+def payments() -> SimulatedPaymentProvider:
+    return SimulatedPaymentProvider()
+
+
+@pytest.fixture
+def broker() -> LocalBroker:
+    return LocalBroker()
+
+
+@pytest.fixture
+def runtime(clock: FrozenClock, payments: SimulatedPaymentProvider, broker: LocalBroker) -> Runtime:
+    return Runtime(clock=clock, carrier=SimulatedCarrier(), payments=payments, broker=broker)
+
+
+@pytest.fixture
+async def client(settings: Settings, runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, runtime=runtime, manage_database=False)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://tally.test") as http:
         yield http

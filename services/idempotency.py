@@ -1,0 +1,160 @@
+"""Idempotency keys: the same key and input return the first result and do nothing more.
+
+Keys are per account and operation and are kept (at least 24 hours; we keep them).
+The same key with a different input is IDEMPOTENCY_CONFLICT. Requests with one
+key that arrive together run once: the first to insert the record runs, the others
+wait for its outcome and return it.
+
+Two shapes:
+- an operation that is one transaction (sending a message) checks and writes the
+  record inside that transaction, under the account lock (`find_in_transaction`,
+  `record_done`);
+- an operation with an outside call in the middle (charging a card) first claims
+  the key with a PENDING record (`claim`), then settles it (`settle`, `settle_failed`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from tortoise.exceptions import IntegrityError
+
+from models import IdempotencyRecord
+from models.enums import IdempotencyState
+from services.errors import IdempotencyConflict, InvalidValue, TallyError, error_for_code
+
+MAX_KEY_LENGTH = 255
+# A PENDING claim this old belongs to a request that died; another request may take it over.
+ABANDONED_AFTER = timedelta(minutes=2)
+WAIT_STEP_SECONDS = 0.02
+WAIT_LIMIT_SECONDS = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    record_id: int
+
+
+def fingerprint(request: dict[str, Any]) -> str:
+    """A stable digest of a request's input."""
+    return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+
+
+def clean_key(key: str, *, field: str = "idempotency_key") -> str:
+    if not key.strip():
+        raise InvalidValue("An idempotency key cannot be empty.", field=field)
+    if len(key) > MAX_KEY_LENGTH:
+        raise InvalidValue(
+            f"An idempotency key has at most {MAX_KEY_LENGTH} characters.", field=field
+        )
+    return key
+
+
+def _outcome(record: IdempotencyRecord, digest: str) -> dict[str, Any] | None:
+    """The stored result of a finished record, raising its stored error; None while PENDING."""
+    if record.fingerprint != digest:
+        raise IdempotencyConflict(
+            "This idempotency key was already used with a different input.",
+            field="idempotency_key",
+        )
+    if record.state is IdempotencyState.DONE:
+        result: dict[str, Any] = record.result
+        return result
+    if record.state is IdempotencyState.FAILED:
+        raise error_for_code(record.result["code"], record.result["message"])
+    return None
+
+
+async def find_in_transaction(
+    *, account_id: int, operation: str, key: str, digest: str
+) -> dict[str, Any] | None:
+    """Inside the operation's transaction: the first result for the key, or None to run."""
+    record = await IdempotencyRecord.get_or_none(
+        account_id=account_id, operation=operation, key=key
+    )
+    return None if record is None else _outcome(record, digest)
+
+
+async def record_done(
+    *, account_id: int, operation: str, key: str, digest: str, result: dict[str, Any], now: datetime
+) -> None:
+    """Inside the operation's transaction: store its result under the key."""
+    await IdempotencyRecord.create(
+        account_id=account_id,
+        operation=operation,
+        key=key,
+        fingerprint=digest,
+        state=IdempotencyState.DONE,
+        result=result,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+async def claim(
+    *, account_id: int, operation: str, key: str, digest: str, now: datetime
+) -> Claim | dict[str, Any]:
+    """Claim the key, or return (or raise) the outcome of the request that holds it."""
+    waited = 0.0
+    while True:
+        try:
+            record = await IdempotencyRecord.create(
+                account_id=account_id,
+                operation=operation,
+                key=key,
+                fingerprint=digest,
+                state=IdempotencyState.PENDING,
+                result=None,
+                created_at=now,
+                updated_at=now,
+            )
+            return Claim(record.id)
+        except IntegrityError:
+            record = await IdempotencyRecord.get(
+                account_id=account_id, operation=operation, key=key
+            )
+        outcome = _outcome(record, digest)
+        if outcome is not None:
+            return outcome
+        if now - record.updated_at > ABANDONED_AFTER and await _take_over(record, now):
+            return Claim(record.id)
+        if waited >= WAIT_LIMIT_SECONDS:
+            raise IdempotencyConflict(
+                "A request with this idempotency key is still in progress.",
+                field="idempotency_key",
+            )
+        await asyncio.sleep(WAIT_STEP_SECONDS)
+        waited += WAIT_STEP_SECONDS
+
+
+async def _take_over(record: IdempotencyRecord, now: datetime) -> bool:
+    taken = await IdempotencyRecord.filter(
+        id=record.id, state=IdempotencyState.PENDING, updated_at=record.updated_at
+    ).update(updated_at=now)
+    return taken == 1
+
+
+async def settle(claimed: Claim, *, result: dict[str, Any], now: datetime) -> None:
+    """Store the claimed request's result (inside its final transaction)."""
+    await IdempotencyRecord.filter(id=claimed.record_id).update(
+        state=IdempotencyState.DONE, result=result, updated_at=now
+    )
+
+
+async def settle_failed(claimed: Claim, *, error: TallyError, now: datetime) -> None:
+    """Store the claimed request's expected failure, which repeats of the key then return."""
+    await IdempotencyRecord.filter(id=claimed.record_id).update(
+        state=IdempotencyState.FAILED,
+        result={"code": error.code, "message": error.message},
+        updated_at=now,
+    )
+
+
+async def release(claimed: Claim) -> None:
+    """Forget a claim whose request failed before doing anything (an unexpected error)."""
+    await IdempotencyRecord.filter(id=claimed.record_id, state=IdempotencyState.PENDING).delete()

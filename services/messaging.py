@@ -1,0 +1,335 @@
+"""Messages: sending (outbound), receiving (inbound webhooks), delivery status and refunds.
+
+Every message, either way, costs one credit per segment, taken SUBSCRIPTION first.
+An outbound send needs the total to cover it (after an auto-recharge, if one
+applies); an inbound message is always accepted, and a shortfall makes PURCHASED
+negative. The message, its ledger entries and the balance move in one transaction;
+the carrier is called after it commits, so no lock is held across the network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
+
+from models import Account, Inbox, LedgerEntry, Message
+from models.enums import CreditBucket, Direction, LedgerEntryKind, MessageStatus
+from services import idempotency
+from services.access import Principal
+from services.allotments import apply_due_allotments, catch_up, is_due
+from services.auto_recharge import maybe_auto_recharge
+from services.broadcast import Broker, announce
+from services.carrier import Carrier, CarrierRejected
+from services.clock import Clock
+from services.errors import (
+    BodyTooLong,
+    EmptyBody,
+    Forbidden,
+    InsufficientCredits,
+    NotFound,
+    TallyError,
+)
+from services.inboxes import may_send_from
+from services.ledger import (
+    Balance,
+    Change,
+    Posting,
+    balance_from_json,
+    balance_to_json,
+    debit_split,
+    lock_account,
+    post,
+    save_balance,
+)
+from services.payments import PaymentProvider
+from services.phones import to_e164
+from services.segments import MAX_BODY_CHARACTERS, SegmentCount, count_segments
+
+OPERATION = "send_message"
+PENDING = (MessageStatus.QUEUED, MessageStatus.SENT)
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    message: Message
+    balance: Balance
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    message: Message
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """A send, checked and priced, ready to be charged."""
+
+    actor: Principal
+    inbox: Inbox
+    to_number: str
+    body: str
+    cost: SegmentCount
+    key: str | None
+    digest: str
+
+
+def check_body(body: str) -> SegmentCount:
+    """The segments of a body that may be sent; EmptyBody or BodyTooLong otherwise."""
+    if not body.strip():
+        raise EmptyBody("A message needs some text.", field="body")
+    if len(body) > MAX_BODY_CHARACTERS:
+        raise BodyTooLong(
+            f"A message has at most {MAX_BODY_CHARACTERS:,} characters, not {len(body):,}.",
+            field="body",
+        )
+    return count_segments(body)
+
+
+async def send_message(
+    *,
+    actor: Principal,
+    inbox_id: int,
+    to: str,
+    body: str,
+    idempotency_key: str | None,
+    region: str,
+    clock: Clock,
+    carrier: Carrier,
+    provider: PaymentProvider,
+    broker: Broker,
+) -> Sent:
+    """Charge and send an SMS from one of the actor's inboxes."""
+    outbound = await _prepare(actor, inbox_id, to, body, idempotency_key, region)
+    if is_due(await Account.get(id=actor.account_id), clock.now()):
+        change = await catch_up(actor.account_id, clock=clock)
+        if change is not None:
+            await announce(broker, change)
+    try:
+        stored = await _store(outbound, clock=clock)
+    except InsufficientCredits:
+        recharge = await maybe_auto_recharge(
+            account_id=actor.account_id,
+            clock=clock,
+            provider=provider,
+            broker=broker,
+            insufficient=True,
+        )
+        if recharge is None:
+            raise
+        stored = await _store(outbound, clock=clock)
+    if isinstance(stored, Sent):
+        return stored
+    await announce(broker, stored[1])
+    message = await _hand_to_carrier(stored[0], carrier=carrier, clock=clock, broker=broker)
+    latest = await maybe_auto_recharge(
+        account_id=actor.account_id, clock=clock, provider=provider, broker=broker
+    )
+    return Sent(message=message, balance=(latest or stored[1]).balance)
+
+
+async def _prepare(
+    actor: Principal, inbox_id: int, to: str, body: str, key: str | None, region: str
+) -> Outbound:
+    inbox = await Inbox.get_or_none(id=inbox_id, account_id=actor.account_id)
+    if inbox is None:
+        raise NotFound("No such inbox.", field="inbox_id")
+    if not await may_send_from(actor, inbox):
+        raise Forbidden("You may not send from this inbox.", field="inbox_id")
+    to_number = to_e164(to, region=region, field="to")
+    cost = check_body(body)
+    return Outbound(
+        actor=actor,
+        inbox=inbox,
+        to_number=to_number,
+        body=body,
+        cost=cost,
+        key=None if key is None else idempotency.clean_key(key),
+        digest=idempotency.fingerprint({"inbox": inbox.id, "to": to_number, "body": body}),
+    )
+
+
+async def _store(outbound: Outbound, *, clock: Clock) -> Sent | tuple[Message, Change]:
+    """The charged, QUEUED message and its change; or the first result of a repeated key."""
+    now = clock.now()
+    account_id = outbound.actor.account_id
+    async with in_transaction():
+        account = await lock_account(account_id)
+        if outbound.key is not None:
+            first = await idempotency.find_in_transaction(
+                account_id=account_id, operation=OPERATION, key=outbound.key, digest=outbound.digest
+            )
+            if first is not None:
+                message = await Message.get(id=first["message_id"])
+                return Sent(message=message, balance=balance_from_json(first["balance"]))
+        entries = await apply_due_allotments(account, now=now)
+        total = account.subscription_credits + account.purchased_credits
+        if total < outbound.cost.credits:
+            raise InsufficientCredits.for_cost(balance=total, required=outbound.cost.credits)
+        message = await Message.create(
+            account_id=account_id,
+            inbox_id=outbound.inbox.id,
+            direction=Direction.OUTBOUND,
+            from_number=outbound.inbox.phone_number,
+            to_number=outbound.to_number,
+            body=outbound.body,
+            encoding=outbound.cost.encoding,
+            segments=outbound.cost.segments,
+            credits=outbound.cost.credits,
+            status=MessageStatus.QUEUED,
+            sender_id=outbound.actor.member_id,
+            created_at=now,
+        )
+        entries += await _charge(account, message, LedgerEntryKind.OUTBOUND_MESSAGE, now=now)
+        balance = await save_balance(account)
+        if outbound.key is not None:
+            await idempotency.record_done(
+                account_id=account_id,
+                operation=OPERATION,
+                key=outbound.key,
+                digest=outbound.digest,
+                result={"message_id": message.id, "balance": balance_to_json(balance)},
+                now=now,
+            )
+    return message, Change(balance=balance, entries=entries)
+
+
+async def _charge(
+    account: Account, message: Message, kind: LedgerEntryKind, *, now: datetime
+) -> list[LedgerEntry]:
+    split = debit_split(subscription=account.subscription_credits, cost=message.credits)
+    postings = [Posting(kind, bucket, credits, message_id=message.id) for bucket, credits in split]
+    return await post(account, postings, now=now)
+
+
+async def _hand_to_carrier(
+    message: Message, *, carrier: Carrier, clock: Clock, broker: Broker
+) -> Message:
+    try:
+        provider_id = await carrier.send(
+            from_number=message.from_number, to_number=message.to_number, body=message.body
+        )
+    except CarrierRejected:
+        await _fail_and_refund(message.id, clock=clock, broker=broker)
+    else:
+        await Message.filter(id=message.id, status=MessageStatus.QUEUED).update(
+            status=MessageStatus.SENT, provider_message_id=provider_id
+        )
+    return await Message.get(id=message.id)
+
+
+async def receive_message(
+    *,
+    from_number: str,
+    to_number: str,
+    body: str,
+    provider_message_id: str,
+    region: str,
+    clock: Clock,
+    provider: PaymentProvider,
+    broker: Broker,
+) -> Received:
+    """Store and charge an inbound message; a repeated provider id is a duplicate, charged once."""
+    inbox = await Inbox.get_or_none(phone_number=to_e164(to_number, region=region, field="to"))
+    if inbox is None:
+        raise NotFound("No inbox has this number.", field="to")
+    existing = await Message.get_or_none(provider_message_id=provider_message_id)
+    if existing is not None:
+        return Received(message=existing, duplicate=True)
+    try:
+        message, change = await _store_inbound(
+            inbox, from_number, body, provider_message_id, region=region, clock=clock
+        )
+    except IntegrityError:  # the same webhook, delivered twice at once, committed first
+        return Received(
+            message=await Message.get(provider_message_id=provider_message_id), duplicate=True
+        )
+    await announce(broker, change)
+    await maybe_auto_recharge(
+        account_id=inbox.account_id, clock=clock, provider=provider, broker=broker
+    )
+    return Received(message=message, duplicate=False)
+
+
+def _sender_number(raw: str, *, region: str) -> str:
+    """The sender in E.164 when it is a phone number; short codes and names stay as sent."""
+    try:
+        return to_e164(raw, region=region, field="from")
+    except TallyError:
+        return raw.strip()[:32]
+
+
+async def _store_inbound(
+    inbox: Inbox, from_number: str, body: str, provider_id: str, *, region: str, clock: Clock
+) -> tuple[Message, Change]:
+    now = clock.now()
+    cost = count_segments(body)
+    async with in_transaction():
+        account = await lock_account(inbox.account_id)
+        entries = await apply_due_allotments(account, now=now)
+        message = await Message.create(
+            account_id=inbox.account_id,
+            inbox_id=inbox.id,
+            direction=Direction.INBOUND,
+            from_number=_sender_number(from_number, region=region),
+            to_number=inbox.phone_number,
+            body=body,
+            encoding=cost.encoding,
+            segments=cost.segments,
+            credits=cost.credits,
+            status=MessageStatus.RECEIVED,
+            provider_message_id=provider_id,
+            created_at=now,
+        )
+        entries += await _charge(account, message, LedgerEntryKind.INBOUND_MESSAGE, now=now)
+        balance = await save_balance(account)
+    return message, Change(balance=balance, entries=entries)
+
+
+async def record_delivery_status(
+    *, provider_message_id: str, delivered: bool, clock: Clock, broker: Broker
+) -> Message:
+    """Apply a delivery report; `failed` refunds. Repeats and late reports change nothing."""
+    message = await Message.get_or_none(provider_message_id=provider_message_id)
+    if message is None:
+        raise NotFound("No message has this provider id.", field="provider_message_id")
+    if message.direction is Direction.OUTBOUND and message.status in PENDING:
+        if delivered:
+            await Message.filter(id=message.id, status__in=PENDING).update(
+                status=MessageStatus.DELIVERED
+            )
+        else:
+            await _fail_and_refund(message.id, clock=clock, broker=broker)
+    return await Message.get(id=message.id)
+
+
+async def _fail_and_refund(message_id: int, *, clock: Clock, broker: Broker) -> None:
+    """Mark a pending outbound message FAILED and give its credits back to their buckets.
+
+    Subscription credits of a month that has ended are not given back: they would
+    have expired with it.
+    """
+    now = clock.now()
+    message = await Message.get(id=message_id)
+    async with in_transaction():
+        account = await lock_account(message.account_id)
+        failed = await Message.filter(id=message_id, status__in=PENDING).update(
+            status=MessageStatus.FAILED, refunded_at=now
+        )
+        if not failed:
+            return
+        entries = await apply_due_allotments(account, now=now)
+        charged = await LedgerEntry.filter(
+            message_id=message_id, kind=LedgerEntryKind.OUTBOUND_MESSAGE
+        ).order_by("id")
+        refunds = [
+            Posting(LedgerEntryKind.REFUND, entry.bucket, -entry.credits, message_id=message_id)
+            for entry in charged
+            if entry.bucket is CreditBucket.PURCHASED or entry.period_index == account.period_index
+        ]
+        entries += await post(account, refunds, now=now)
+        balance = await save_balance(account)
+    await announce(broker, Change(balance=balance, entries=entries))

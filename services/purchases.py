@@ -1,0 +1,103 @@
+"""Buying credits: charge the saved payment method, then add PURCHASED credits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tortoise.transactions import in_transaction
+
+from models import Account, LedgerEntry
+from models.enums import CreditBucket, LedgerEntryKind
+from services import idempotency
+from services.access import Principal, require_admin
+from services.allotments import apply_due_allotments
+from services.broadcast import Broker, announce
+from services.clock import Clock
+from services.errors import InvalidValue, PaymentDeclined, PaymentMethodRequired
+from services.ledger import (
+    Balance,
+    Change,
+    Posting,
+    balance_from_json,
+    balance_to_json,
+    lock_account,
+    post,
+    save_balance,
+)
+from services.payments import PaymentProvider, saved_method
+
+MIN_CREDITS = 100
+MAX_CREDITS = 1_000_000
+OPERATION = "buy_credits"
+
+
+@dataclass(frozen=True, slots=True)
+class Purchase:
+    entry: LedgerEntry
+    balance: Balance
+
+
+def check_credit_amount(credits: int, *, field: str) -> int:
+    if not MIN_CREDITS <= credits <= MAX_CREDITS:
+        raise InvalidValue(
+            f"Buy {MIN_CREDITS:,} to {MAX_CREDITS:,} credits at a time.", field=field
+        )
+    return credits
+
+
+async def buy_credits(
+    *,
+    actor: Principal,
+    credits: int,
+    idempotency_key: str,
+    clock: Clock,
+    provider: PaymentProvider,
+    broker: Broker,
+) -> Purchase:
+    """Charge credits x price per credit (cents) and add PURCHASED credits, once per key."""
+    require_admin(actor, "buy credits")
+    check_credit_amount(credits, field="credits")
+    key = idempotency.clean_key(idempotency_key)
+    account = await Account.get(id=actor.account_id)
+    method = saved_method(account)
+    if method is None:
+        raise PaymentMethodRequired("Save a payment method before buying credits.")
+    digest = idempotency.fingerprint({"credits": credits})
+    claimed = await idempotency.claim(
+        account_id=account.id, operation=OPERATION, key=key, digest=digest, now=clock.now()
+    )
+    if not isinstance(claimed, idempotency.Claim):
+        return await _first_result(claimed)
+    amount = credits * account.price_per_credit_cents
+    try:
+        await provider.charge(
+            reference=method.reference,
+            amount_cents=amount,
+            currency=account.currency,
+            idempotency_key=f"purchase:{account.id}:{key}",
+        )
+    except PaymentDeclined as declined:
+        await idempotency.settle_failed(claimed, error=declined, now=clock.now())
+        raise
+    except BaseException:
+        await idempotency.release(claimed)
+        raise
+    purchase = Posting(
+        LedgerEntryKind.PURCHASE, CreditBucket.PURCHASED, credits, amount_cents=amount
+    )
+    async with in_transaction():
+        locked = await lock_account(account.id)
+        entries = await apply_due_allotments(locked, now=clock.now())
+        entries += await post(locked, [purchase], now=clock.now())
+        balance = await save_balance(locked)
+        result = {"entry_id": entries[-1].id, "balance": balance_to_json(balance)}
+        await idempotency.settle(claimed, result=result, now=clock.now())
+    await announce(broker, Change(balance=balance, entries=entries))
+    return Purchase(entry=entries[-1], balance=balance)
+
+
+async def _first_result(result: dict[str, object]) -> Purchase:
+    entry = await LedgerEntry.get(id=result["entry_id"])
+    balance = result["balance"]
+    assert isinstance(balance, dict)
+    return Purchase(entry=entry, balance=balance_from_json(balance))
