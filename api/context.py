@@ -12,8 +12,8 @@ from strawberry.dataloader import DataLoader
 
 from api.runtime import Runtime
 from api.settings import Settings
-from models import Inbox, Member
-from services import inboxes, members
+from models import Inbox, Member, Message
+from services import history, inboxes, members
 from services.access import Principal
 from services.clock import Clock
 
@@ -33,6 +33,17 @@ async def _load_inbox_member_ids(inbox_ids: list[int]) -> list[list[int]]:
     return [found[i] for i in inbox_ids]
 
 
+async def _load_inboxes(ids: list[int]) -> list[Inbox]:
+    # A message's inbox always exists (a foreign key): a miss is a bug, not a null.
+    found = await history.inboxes_by_ids(ids)
+    return [found[i] for i in ids]
+
+
+async def _load_messages(ids: list[int]) -> list[Message | None]:
+    found = await history.messages_by_ids(ids)
+    return [found.get(i) for i in ids]
+
+
 @dataclass
 class Loaders:
     """Batch loaders; built per request so nothing stale outlives it."""
@@ -45,6 +56,10 @@ class Loaders:
     )
     inbox_member_ids: DataLoader[int, list[int]] = field(
         default_factory=lambda: DataLoader(_load_inbox_member_ids)
+    )
+    inbox: DataLoader[int, Inbox] = field(default_factory=lambda: DataLoader(_load_inboxes))
+    message: DataLoader[int, Message | None] = field(
+        default_factory=lambda: DataLoader(_load_messages)
     )
 
 

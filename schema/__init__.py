@@ -3,18 +3,46 @@
 from __future__ import annotations
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.tools import merge_types
+from strawberry.types import ExecutionContext
 
 from schema.accounts import AccountMutation, AccountQuery
+from schema.credits import CreditsMutation
 from schema.extensions import Authentication, ErrorCodes
 from schema.inboxes import InboxMutation
 from schema.members import MemberMutation
+from schema.messages import MessageMutation, MessageQuery
 from schema.tokens import TokenMutation
+from services.errors import TallyError
 
-Query = merge_types("Query", (AccountQuery,))
-Mutation = merge_types("Mutation", (AccountMutation, MemberMutation, InboxMutation, TokenMutation))
+Query = merge_types("Query", (AccountQuery, MessageQuery))
+Mutation = merge_types(
+    "Mutation",
+    (
+        MessageMutation,
+        CreditsMutation,
+        AccountMutation,
+        MemberMutation,
+        InboxMutation,
+        TokenMutation,
+    ),
+)
 
-schema = strawberry.Schema(
+
+class TallySchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        # A NOT_FOUND id, a bad argument or a FORBIDDEN field is an answer, not an incident:
+        # logging each with a traceback would bury the errors that are.
+        unexpected = [
+            e for e in errors if not isinstance(e.original_error, TallyError | GraphQLError)
+        ]
+        super().process_errors(unexpected, execution_context)
+
+
+schema = TallySchema(
     query=Query,
     mutation=Mutation,
     extensions=[Authentication, ErrorCodes],

@@ -1,4 +1,4 @@
-"""The account: Query.viewer, Query.account, the Account and Plan types, updateAccount."""
+"""The account: Query.viewer, Query.account, the Account type and updateAccount."""
 
 from __future__ import annotations
 
@@ -9,22 +9,24 @@ import strawberry
 
 from api.context import Context
 from models import Account as AccountRow
-from schema.enums import WeekStart
+from schema.credits import (
+    AutoRecharge,
+    BillingOverview,
+    CreditBalance,
+    LedgerEntryConnection,
+    PaymentMethod,
+    Plan,
+    ledger_position,
+)
+from schema.enums import Direction, LedgerEntryKind, WeekStart
 from schema.errors import UserError, reports_user_errors
-from schema.ids import to_id
+from schema.ids import to_id, to_key
 from schema.inboxes import Inbox
 from schema.members import Member
-from services import accounts, inboxes, members
-
-
-@strawberry.type
-class Plan:
-    name: str
-    monthly_credits: int = strawberry.field(
-        description="Credits granted at the start of every subscription month; unused ones expire."
-    )
-    price_per_credit_cents: int
-    currency: str
+from schema.messages import MessageConnection, message_position
+from schema.pagination import DateRangeInput, page_size, utc_range
+from schema.permissions import IsAdmin
+from services import accounts, auto_recharge, billing, history, inboxes, members, payments
 
 
 @strawberry.type
@@ -35,7 +37,7 @@ class Account:
     week_start: WeekStart
     created_at: datetime
     plan: Plan
-    key: strawberry.Private[int]
+    row: strawberry.Private[AccountRow]
 
     @classmethod
     def from_model(cls, row: AccountRow) -> Account:
@@ -45,22 +47,82 @@ class Account:
             timezone=row.timezone,
             week_start=row.week_start,
             created_at=row.created_at,
-            plan=Plan(
-                name=row.plan_name,
-                monthly_credits=row.monthly_credits,
-                price_per_credit_cents=row.price_per_credit_cents,
-                currency=row.currency,
-            ),
-            key=row.id,
+            plan=Plan.from_model(row),
+            row=row,
         )
 
     @strawberry.field
+    async def balance(self, info: strawberry.Info[Context, Any]) -> CreditBalance:
+        runtime = info.context.runtime
+        balance = await billing.current_balance(
+            account_id=self.row.id, clock=runtime.clock, broker=runtime.broker
+        )
+        return CreditBalance.from_result(balance)
+
+    @strawberry.field(description="ADMIN", permission_classes=[IsAdmin])
+    async def auto_recharge(self, info: strawberry.Info[Context, Any]) -> AutoRecharge:
+        state = await auto_recharge.auto_recharge_state(self.row, clock=info.context.clock)
+        return AutoRecharge.from_result(state)
+
+    @strawberry.field(description="ADMIN", permission_classes=[IsAdmin])
+    def payment_method(self) -> PaymentMethod | None:
+        return PaymentMethod.from_result(payments.saved_method(self.row))
+
+    @strawberry.field
     async def members(self) -> list[Member]:
-        return [Member.from_model(row) for row in await members.list_members(self.key)]
+        return [Member.from_model(row) for row in await members.list_members(self.row.id)]
 
     @strawberry.field(description="A MEMBER sees the inboxes it may send from.")
     async def inboxes(self, info: strawberry.Info[Context, Any]) -> list[Inbox]:
         return [Inbox.from_model(row) for row in await inboxes.visible_inboxes(info.context.actor)]
+
+    @strawberry.field(description="ADMIN. Newest first.", permission_classes=[IsAdmin])
+    async def ledger(
+        self,
+        info: strawberry.Info[Context, Any],
+        first: int | None = 50,
+        after: str | None = None,
+        range: DateRangeInput | None = None,
+        kinds: list[LedgerEntryKind] | None = None,
+    ) -> LedgerEntryConnection:
+        secret = info.context.settings.secret_key
+        page = await history.ledger_page(
+            account_id=self.row.id,
+            first=page_size(first, default=50),
+            after=ledger_position(after, secret=secret),
+            span=utc_range(range, self.timezone),
+            kinds=kinds,
+        )
+        return LedgerEntryConnection.from_result(page, secret=secret)
+
+    @strawberry.field(description="Newest first. A MEMBER sees messages of the inboxes it may use.")
+    async def messages(
+        self,
+        info: strawberry.Info[Context, Any],
+        first: int | None = 50,
+        after: str | None = None,
+        range: DateRangeInput | None = None,
+        inbox_id: strawberry.ID | None = None,
+        direction: Direction | None = None,
+    ) -> MessageConnection:
+        secret = info.context.settings.secret_key
+        page = await history.message_page(
+            actor=info.context.actor,
+            first=page_size(first, default=50),
+            after=message_position(after, secret=secret),
+            span=utc_range(range, self.timezone),
+            inbox_id=None if inbox_id is None else to_key(inbox_id, field="inbox_id"),
+            direction=direction,
+        )
+        return MessageConnection.from_result(page, secret=secret)
+
+    @strawberry.field(description="ADMIN", permission_classes=[IsAdmin])
+    async def billing_overview(self, info: strawberry.Info[Context, Any]) -> BillingOverview:
+        runtime = info.context.runtime
+        overview = await billing.billing_overview(
+            account_id=self.row.id, clock=runtime.clock, broker=runtime.broker
+        )
+        return BillingOverview.from_result(overview)
 
 
 @strawberry.type

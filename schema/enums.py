@@ -4,9 +4,36 @@ from __future__ import annotations
 
 import strawberry
 
-from models.enums import InboxKind, Role, WeekStart
+from models.enums import (
+    CreditBucket,
+    Direction,
+    Encoding,
+    InboxKind,
+    LedgerEntryKind,
+    MessageStatus,
+    Role,
+    WeekStart,
+)
 
-for _enum in (Role, InboxKind, WeekStart):
+for _enum in (
+    Role,
+    InboxKind,
+    WeekStart,
+    Direction,
+    MessageStatus,
+    Encoding,
+    CreditBucket,
+    LedgerEntryKind,
+):
     strawberry.enum(_enum)
 
-__all__ = ["InboxKind", "Role", "WeekStart"]
+__all__ = [
+    "CreditBucket",
+    "Direction",
+    "Encoding",
+    "InboxKind",
+    "LedgerEntryKind",
+    "MessageStatus",
+    "Role",
+    "WeekStart",
+]

@@ -29,7 +29,8 @@ class ErrorCode(Enum):
     IDEMPOTENCY_CONFLICT = "IDEMPOTENCY_CONFLICT"
 
 
-def _camel(name: str) -> str:
+def camel_case(name: str) -> str:
+    """A snake_case name as the contract spells it ("inbox_id" -> "inboxId")."""
     return re.sub(r"_([a-z0-9])", lambda m: m.group(1).upper(), name)
 
 
@@ -37,7 +38,7 @@ def input_path(field: str | None) -> list[str] | None:
     """A service's field name ("personal_phone_number") as the contract's input path."""
     if field is None:
         return None
-    return ["input", *(_camel(part) for part in field.split("."))]
+    return ["input", *(camel_case(part) for part in field.split("."))]
 
 
 @strawberry.type

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from graphql import ExecutionResult, GraphQLError, OperationDefinitionNode
 from strawberry.extensions import SchemaExtension
 
-from services.errors import TallyError
+from schema.errors import camel_case
+from services.errors import InvalidValue, TallyError
 
 log = logging.getLogger("tally.graphql")
 
@@ -51,6 +52,8 @@ def coded(error: GraphQLError) -> GraphQLError:
     original = error.original_error
     if original is None or isinstance(original, GraphQLError):
         return error
+    if isinstance(original, InvalidValue):
+        return _bad_argument(error, original)
     if isinstance(original, TallyError):
         return GraphQLError(
             original.message,
@@ -65,6 +68,19 @@ def coded(error: GraphQLError) -> GraphQLError:
         nodes=error.nodes,
         path=error.path,
         extensions={"code": "INTERNAL_SERVER_ERROR"},
+    )
+
+
+def _bad_argument(error: GraphQLError, original: InvalidValue) -> GraphQLError:
+    """A query argument at fault (mutations report theirs in userErrors, never here)."""
+    argument = None if original.field is None else camel_case(original.field.split(".")[0])
+    named = "Invalid argument" if argument is None else f"Invalid argument '{argument}'"
+    return GraphQLError(
+        f"{named}: {original.message}",
+        nodes=error.nodes,
+        path=error.path,
+        original_error=original,
+        extensions={"code": "BAD_USER_INPUT", "argument": argument},
     )
 
 
