@@ -8,9 +8,11 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 
+from api.background import allotment_sweeper
 from api.graphql import TallyGraphQL
 from api.runtime import Runtime
 from api.settings import Settings
+from api.webhooks import webhook_routes
 from models.db import close_database, open_database
 
 
@@ -20,22 +22,28 @@ def create_app(
     runtime: Runtime | None = None,
     manage_database: bool = True,
 ) -> Starlette:
-    """The Tally app. `manage_database=False` leaves Tortoise to the caller (tests)."""
+    """The Tally app. `manage_database=False` leaves Tortoise and background work to the caller."""
     settings = settings or Settings.from_env()
     runtime = runtime or Runtime()
     graphql = TallyGraphQL(settings=settings, runtime=runtime)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if manage_database:
-            await open_database(settings.database_url)
-        try:
+        if not manage_database:
             yield
+            return
+        await open_database(settings.database_url)
+        try:
+            async with allotment_sweeper(runtime):
+                yield
         finally:
-            if manage_database:
-                await close_database()
+            await close_database()
 
     return Starlette(
-        routes=[Route("/graphql", graphql), WebSocketRoute("/graphql", graphql)],
+        routes=[
+            Route("/graphql", graphql),
+            WebSocketRoute("/graphql", graphql),
+            *webhook_routes(settings, runtime),
+        ],
         lifespan=lifespan,
     )
