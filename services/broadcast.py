@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -34,7 +34,7 @@ class Broker(Protocol):
         """Deliver `event` to the account's subscribers; call only after the change committed."""
         ...
 
-    def subscribe(self, account_id: int) -> AsyncIterator[BalanceEvent | None]:
+    def subscribe(self, account_id: int) -> AsyncGenerator[BalanceEvent | None, None]:
         """The account's events in commit order; None means events were lost (re-read)."""
         ...
 
@@ -54,7 +54,7 @@ class LocalBroker:
                 queue.put_nowait(None)
             queue.put_nowait(event)
 
-    async def subscribe(self, account_id: int) -> AsyncIterator[BalanceEvent | None]:
+    async def subscribe(self, account_id: int) -> AsyncGenerator[BalanceEvent | None, None]:
         queue: asyncio.Queue[BalanceEvent | None] = asyncio.Queue(self._queue_size)
         self._queues[account_id].add(queue)
         try:

@@ -1,0 +1,57 @@
+"""Background work of a server process: the monthly allotment sweep.
+
+Allotments are applied lazily by the first balance read or write of a new month;
+the sweep also applies them for accounts nobody touches, so that expiries and
+grants (and their live events) happen on time. Several processes may sweep at
+once: the account row lock and the per-period unique key keep every grant
+exactly-once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from api.runtime import Runtime
+from services import allotments
+from services.broadcast import announce
+
+log = logging.getLogger("tally.background")
+
+SWEEP_INTERVAL_SECONDS = 30.0
+
+
+async def sweep_due_allotments(runtime: Runtime) -> int:
+    """Apply due allotments (a batch per call); the number of accounts changed."""
+    changed = 0
+    for account_id in await allotments.due_account_ids(clock=runtime.clock):
+        change = await allotments.catch_up(account_id, clock=runtime.clock)
+        if change is not None:
+            changed += 1
+            await announce(runtime.broker, change)
+    return changed
+
+
+async def _sweep_forever(runtime: Runtime, interval: float) -> None:
+    while True:
+        try:
+            await sweep_due_allotments(runtime)
+        except Exception:
+            log.exception("allotment sweep failed; retrying in %s s", interval)
+        await asyncio.sleep(interval)
+
+
+@contextlib.asynccontextmanager
+async def allotment_sweeper(
+    runtime: Runtime, interval: float = SWEEP_INTERVAL_SECONDS
+) -> AsyncIterator[None]:
+    """Run the sweep in the background for the life of the context."""
+    task = asyncio.create_task(_sweep_forever(runtime, interval), name="allotment-sweep")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
