@@ -1,18 +1,19 @@
 """Auto-recharge: buy credits when a committed change leaves the total below a threshold.
 
 At most one recharge per triggering change (the charge's idempotency key is the
-change's balance version), at most `max_per_period` per subscription month, never
-two at once for one account (a claim on the account row), and three declines in a
-row turn it off. An outbound send that would fail for lack of credits triggers it
-first, whatever the threshold.
+change's balance version, and a recharge is never itself the trigger of another),
+at most `max_per_period` per subscription month, never two at once for one account
+(a claim on the account row), and three declines in a row turn it off. An outbound
+send that would fail for lack of credits triggers it first, whatever the threshold.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import timedelta
 
-from tortoise.expressions import Q
+from tortoise.expressions import F, Q
 from tortoise.transactions import in_transaction
 
 from models import Account, LedgerEntry
@@ -29,6 +30,9 @@ from services.periods import period_at
 FAILURES_BEFORE_OFF = 3
 # A claim older than this belongs to a process that died mid-recharge.
 CLAIM_TIMEOUT = timedelta(minutes=1)
+# How a refused send waits for a recharge that another request is running.
+WAIT_STEP_SECONDS = 0.02
+WAIT_LIMIT_SECONDS = 30.0
 LIMITS = {
     "threshold_credits": (0, 1_000_000),
     "recharge_credits": (100, 1_000_000),
@@ -108,27 +112,27 @@ async def maybe_auto_recharge(
     clock: Clock,
     provider: PaymentProvider,
     broker: Broker,
-    insufficient: bool = False,
+    required: int | None = None,
 ) -> Change | None:
     """After a committed change: recharge if the rules say so; the change, or None.
 
-    `insufficient` marks an outbound send refused for lack of credits, which
-    triggers a recharge whatever the threshold.
+    `required` is the cost (credits) of an outbound send refused for lack of credits:
+    it triggers a recharge whatever the threshold, unless the total covers it by now.
+    Such a send waits for a recharge that another request is running instead of
+    giving up, since that recharge may cover it.
     """
-    account = await Account.get(id=account_id)
-    method = saved_method(account)
-    if not account.auto_recharge_enabled or method is None:
-        return None
-    total = account.subscription_credits + account.purchased_credits
-    if total >= account.auto_recharge_threshold and not insufficient:
-        return None
-    if (
-        await recharges_in_current_period(account, clock=clock)
-        >= account.auto_recharge_max_per_period
-    ):
-        return None
-    if not await _claim(account, clock=clock):
-        return None
+    waited = 0.0
+    while True:
+        account = await Account.get(id=account_id)
+        method = saved_method(account)
+        if method is None or not await _recharge_applies(account, required, clock=clock):
+            return None
+        if await _claim(account, clock=clock):
+            break
+        if required is None or waited >= WAIT_LIMIT_SECONDS:
+            return None
+        await asyncio.sleep(WAIT_STEP_SECONDS)
+        waited += WAIT_STEP_SECONDS
     amount = account.auto_recharge_credits * account.price_per_credit_cents
     try:
         await provider.charge(
@@ -146,6 +150,31 @@ async def maybe_auto_recharge(
     return await _add_recharge(account, amount_cents=amount, clock=clock, broker=broker)
 
 
+async def _recharge_applies(account: Account, required: int | None, *, clock: Clock) -> bool:
+    """Whether the rules call for a recharge of `account` as read (see maybe_auto_recharge)."""
+    if not account.auto_recharge_enabled:
+        return False
+    total = account.subscription_credits + account.purchased_credits
+    if required is not None:
+        short = total < required
+    else:
+        short = total < account.auto_recharge_threshold
+        short = short and not await _last_change_was_a_recharge(account)
+    return short and (
+        await recharges_in_current_period(account, clock=clock)
+        < account.auto_recharge_max_per_period
+    )
+
+
+async def _last_change_was_a_recharge(account: Account) -> bool:
+    """Whether the newest entry is an auto-recharge: its own change is no trigger for another.
+
+    Read after `account`; the claim then checks that no change came in between.
+    """
+    last = await LedgerEntry.filter(account_id=account.id).order_by("-id").first()
+    return last is not None and last.kind is LedgerEntryKind.AUTO_RECHARGE
+
+
 async def _claim(account: Account, *, clock: Clock) -> bool:
     """Take the account's recharge claim, if no recharge runs and no change came since we read."""
     now = clock.now()
@@ -159,13 +188,16 @@ async def _claim(account: Account, *, clock: Clock) -> bool:
 
 
 async def _record_decline(account: Account, *, reason: str) -> None:
-    failures = account.auto_recharge_failures + 1
-    await Account.filter(id=account.id).update(
-        auto_recharge_failures=failures,
-        auto_recharge_last_failure=reason,
-        auto_recharge_enabled=failures < FAILURES_BEFORE_OFF,
-        auto_recharge_claimed_at=None,
-    )
+    """Count the decline in the row itself and turn off at the limit; never turn back on."""
+    async with in_transaction():
+        await Account.filter(id=account.id).update(
+            auto_recharge_failures=F("auto_recharge_failures") + 1,
+            auto_recharge_last_failure=reason,
+            auto_recharge_claimed_at=None,
+        )
+        await Account.filter(id=account.id, auto_recharge_failures__gte=FAILURES_BEFORE_OFF).update(
+            auto_recharge_enabled=False
+        )
 
 
 async def _add_recharge(

@@ -111,24 +111,24 @@ async def send_message(
     try:
         stored = await _store(outbound, clock=clock)
     except InsufficientCredits:
-        recharge = await maybe_auto_recharge(
+        # Recharge (or wait for a recharge already running), then try once more: the
+        # second attempt is refused in turn if the credits still fall short.
+        await maybe_auto_recharge(
             account_id=actor.account_id,
             clock=clock,
             provider=provider,
             broker=broker,
-            insufficient=True,
+            required=outbound.cost.credits,
         )
-        if recharge is None:
-            raise
         stored = await _store(outbound, clock=clock)
     if isinstance(stored, Sent):
         return stored
     await announce(broker, stored[1])
-    message = await _hand_to_carrier(stored[0], carrier=carrier, clock=clock, broker=broker)
+    message, refund = await _hand_to_carrier(stored[0], carrier=carrier, clock=clock, broker=broker)
     latest = await maybe_auto_recharge(
         account_id=actor.account_id, clock=clock, provider=provider, broker=broker
     )
-    return Sent(message=message, balance=(latest or stored[1]).balance)
+    return Sent(message=message, balance=(latest or refund or stored[1]).balance)
 
 
 async def _prepare(
@@ -207,18 +207,20 @@ async def _charge(
 
 async def _hand_to_carrier(
     message: Message, *, carrier: Carrier, clock: Clock, broker: Broker
-) -> Message:
+) -> tuple[Message, Change | None]:
+    """The message after the carrier's answer, and the refund's change if it rejected it."""
+    refund = None
     try:
         provider_id = await carrier.send(
             from_number=message.from_number, to_number=message.to_number, body=message.body
         )
     except CarrierRejected:
-        await _fail_and_refund(message.id, clock=clock, broker=broker)
+        refund = await _fail_and_refund(message.id, clock=clock, broker=broker)
     else:
         await Message.filter(id=message.id, status=MessageStatus.QUEUED).update(
             status=MessageStatus.SENT, provider_message_id=provider_id
         )
-    return await Message.get(id=message.id)
+    return await Message.get(id=message.id), refund
 
 
 async def receive_message(
@@ -306,7 +308,7 @@ async def record_delivery_status(
     return await Message.get(id=message.id)
 
 
-async def _fail_and_refund(message_id: int, *, clock: Clock, broker: Broker) -> None:
+async def _fail_and_refund(message_id: int, *, clock: Clock, broker: Broker) -> Change | None:
     """Mark a pending outbound message FAILED and give its credits back to their buckets.
 
     Subscription credits of a month that has ended are not given back: they would
@@ -320,7 +322,7 @@ async def _fail_and_refund(message_id: int, *, clock: Clock, broker: Broker) -> 
             status=MessageStatus.FAILED, refunded_at=now
         )
         if not failed:
-            return
+            return None
         entries = await apply_due_allotments(account, now=now)
         charged = await LedgerEntry.filter(
             message_id=message_id, kind=LedgerEntryKind.OUTBOUND_MESSAGE
@@ -332,4 +334,6 @@ async def _fail_and_refund(message_id: int, *, clock: Clock, broker: Broker) -> 
         ]
         entries += await post(account, refunds, now=now)
         balance = await save_balance(account)
-    await announce(broker, Change(balance=balance, entries=entries))
+    change = Change(balance=balance, entries=entries)
+    await announce(broker, change)
+    return change

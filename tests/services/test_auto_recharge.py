@@ -1,0 +1,358 @@
+"""Auto-recharge: its settings, when it buys, how often, and what a decline does."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+from api.runtime import Runtime
+from models import Account, Inbox, LedgerEntry
+from models.enums import CreditBucket, LedgerEntryKind, Role
+from services.access import Principal
+from services.accounts import NewAccount
+from services.auto_recharge import auto_recharge_state, maybe_auto_recharge, update_auto_recharge
+from services.clock import FrozenClock
+from services.errors import (
+    Forbidden,
+    InsufficientCredits,
+    InvalidValue,
+    PaymentDeclined,
+    PaymentMethodRequired,
+)
+from services.messaging import Sent
+from services.payments import Charge, SimulatedPaymentProvider, set_payment_method
+from tests.services.conftest import (
+    Buckets,
+    EventReader,
+    body_of,
+    buckets,
+    enable_auto_recharge,
+    ledger,
+    open_shop,
+    receive,
+    send,
+)
+
+RECHARGE = LedgerEntryKind.AUTO_RECHARGE
+
+pytestmark = pytest.mark.usefixtures("db")
+
+
+async def recharges(account_id: int) -> list[LedgerEntry]:
+    return await LedgerEntry.filter(account_id=account_id, kind=RECHARGE).order_by("id")
+
+
+async def recharge_now(runtime: Runtime, account_id: int):
+    return await maybe_auto_recharge(
+        account_id=account_id, clock=runtime.clock, provider=runtime.payments, broker=runtime.broker
+    )
+
+
+async def use_declining_card(actor: Principal, runtime: Runtime) -> None:
+    await set_payment_method(actor=actor, token="tok_chargeDeclined", provider=runtime.payments)
+
+
+# Settings
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("threshold_credits", -1),
+        ("threshold_credits", 1_000_001),
+        ("recharge_credits", 99),
+        ("recharge_credits", 1_000_001),
+        ("max_recharges_per_period", 0),
+        ("max_recharges_per_period", 101),
+    ],
+)
+async def test_out_of_range_settings_are_invalid_and_change_nothing(
+    account: NewAccount, admin: Principal, runtime: Runtime, card, field: str, value: int
+) -> None:
+    with pytest.raises(InvalidValue) as caught:
+        await update_auto_recharge(actor=admin, enabled=True, clock=runtime.clock, **{field: value})
+    assert (caught.value.code, caught.value.field) == ("INVALID_VALUE", field)
+    assert not (await Account.get(id=account.account.id)).auto_recharge_enabled
+
+
+@pytest.mark.parametrize(
+    ("threshold", "credits", "max_per_period"), [(0, 100, 1), (1_000_000, 1_000_000, 100)]
+)
+async def test_settings_at_the_edges_of_their_ranges_are_accepted(
+    admin: Principal, runtime: Runtime, card, threshold: int, credits: int, max_per_period: int
+) -> None:
+    state = await enable_auto_recharge(
+        admin, runtime, threshold=threshold, credits=credits, max_per_period=max_per_period
+    )
+    assert (state.enabled, state.threshold_credits, state.recharge_credits) == (
+        True,
+        threshold,
+        credits,
+    )
+    assert state.max_recharges_per_period == max_per_period
+
+
+async def test_enabling_needs_a_payment_method(
+    account: NewAccount, admin: Principal, runtime
+) -> None:
+    with pytest.raises(PaymentMethodRequired) as caught:
+        await enable_auto_recharge(admin, runtime, threshold=100)
+    assert caught.value.field == "enabled"
+    assert not (await Account.get(id=account.account.id)).auto_recharge_enabled
+    # while turning it off needs none
+    state = await update_auto_recharge(actor=admin, enabled=False, clock=runtime.clock)
+    assert not state.enabled
+
+
+async def test_a_member_may_not_change_auto_recharge(admin: Principal, runtime, card) -> None:
+    member = Principal(admin.account_id, admin.member_id, Role.MEMBER, admin.token_id)
+    with pytest.raises(Forbidden):
+        await enable_auto_recharge(member, runtime, threshold=100)
+
+
+# When it buys
+
+
+async def test_a_send_leaving_the_total_below_the_threshold_recharges(
+    account: NewAccount, admin: Principal, inbox: Inbox, runtime: Runtime, payments, card
+) -> None:
+    # given auto-recharge of 500 credits below 1000
+    await enable_auto_recharge(admin, runtime, threshold=1000, credits=500)
+    # when a send leaves 999
+    sent = await send(runtime, admin, inbox, "Hello")
+    # then 500 credits were bought into PURCHASED, at 2 cents each
+    [entry] = await recharges(account.account.id)
+    assert (entry.bucket, entry.credits, entry.amount_cents) == (CreditBucket.PURCHASED, 500, 1000)
+    assert [c.amount_cents for c in payments.charges.values()] == [1000]
+    assert (sent.balance.subscription, sent.balance.purchased) == (999, 500)
+    assert await buckets(account.account.id) == Buckets(999, 500)
+
+
+async def test_an_inbound_message_leaving_the_total_below_the_threshold_recharges(
+    account: NewAccount, admin: Principal, inbox: Inbox, runtime: Runtime, card
+) -> None:
+    await enable_auto_recharge(admin, runtime, threshold=1000, credits=500)
+    await receive(runtime, inbox, "Hi")
+    assert len(await recharges(account.account.id)) == 1
+
+
+async def test_no_recharge_while_the_total_stays_at_or_above_the_threshold(
+    account: NewAccount, admin: Principal, inbox: Inbox, runtime: Runtime, payments, card
+) -> None:
+    await enable_auto_recharge(admin, runtime, threshold=999, credits=500)
+    await send(runtime, admin, inbox, "Hello")
+    assert await recharges(account.account.id) == []
+    assert payments.charges == {}
+
+
+async def test_disabled_auto_recharge_never_buys(
+    account: NewAccount, admin: Principal, inbox: Inbox, runtime: Runtime, card
+) -> None:
+    await enable_auto_recharge(admin, runtime, threshold=1000)
+    await update_auto_recharge(actor=admin, enabled=False, clock=runtime.clock)
+    await send(runtime, admin, inbox, "Hello")
+    assert await recharges(account.account.id) == []
+
+
+async def test_at_most_one_recharge_per_triggering_change(
+    account: NewAccount, admin: Principal, inbox: Inbox, runtime: Runtime, payments, card
+) -> None:
+    # given a threshold one recharge cannot reach
+    await enable_auto_recharge(admin, runtime, threshold=1_000_000, credits=100, max_per_period=10)
+    await send(runtime, admin, inbox, "Hello")
+    # when asked again with no new change (the recharge itself is no trigger)
+    again = await recharge_now(runtime, account.account.id)
+    # then
+    assert again is None
+    assert len(await recharges(account.account.id)) == 1
+    assert len(payments.charges) == 1
+    # while the next change triggers its own
+    await send(runtime, admin, inbox, "Hello again")
+    assert len(await recharges(account.account.id)) == 2
+
+
+async def test_at_most_max_recharges_per_subscription_month_and_the_count_resets(
+    account: NewAccount, admin: Principal, inbox: Inbox, runtime: Runtime, clock: FrozenClock, card
+) -> None:
+    # given at most 2 recharges a month, each far from enough
+    await enable_auto_recharge(admin, runtime, threshold=1_000_000, credits=100, max_per_period=2)
+    # when three changes each leave the total below the threshold
+    for _ in range(3):
+        await send(runtime, admin, inbox, "Hello")
+    # then only two recharges happened this month
+    assert [e.period_index for e in await recharges(account.account.id)] == [0, 0]
+    row = await Account.get(id=account.account.id)
+    assert (await auto_recharge_state(row, clock=clock)).recharges_this_period == 2
+    # and in the next month the count starts again
+    clock.advance(timedelta(days=31))
+    assert (await auto_recharge_state(row, clock=clock)).recharges_this_period == 0
+    await send(runtime, admin, inbox, "Hello")
+    assert [e.period_index for e in await recharges(account.account.id)] == [0, 0, 1]
+
+
+async def test_a_send_short_of_credits_recharges_first_and_then_succeeds(runtime: Runtime) -> None:
+    # given 2 credits and an auto-recharge whose threshold alone would never fire
+    shop = await open_shop(runtime, monthly_credits=2, token="tok_visa")
+    await enable_auto_recharge(shop.actor, runtime, threshold=0, credits=100)
+    # when a 3-credit message is sent
+    sent = await send(runtime, shop.actor, shop.inbox, body_of(3))
+    # then credits were bought before the message was charged
+    kinds = [(e.kind, e.bucket, e.credits) for e in await ledger(shop.id)]
+    assert kinds[1:] == [
+        (RECHARGE, CreditBucket.PURCHASED, 100),
+        (LedgerEntryKind.OUTBOUND_MESSAGE, CreditBucket.SUBSCRIPTION, -2),
+        (LedgerEntryKind.OUTBOUND_MESSAGE, CreditBucket.PURCHASED, -1),
+    ]
+    assert (sent.balance.subscription, sent.balance.purchased) == (0, 99)
+
+
+async def test_sends_short_of_credits_at_once_share_the_recharge_that_covers_them(
+    runtime: Runtime,
+) -> None:
+    # given 2 credits and a 100-credit auto-recharge
+    shop = await open_shop(runtime, monthly_credits=2, token="tok_visa")
+    await enable_auto_recharge(shop.actor, runtime, threshold=0, credits=100, max_per_period=5)
+    # when five 3-credit sends arrive at once
+    sends = [send(runtime, shop.actor, shop.inbox, body_of(3)) for _ in range(5)]
+    results = await asyncio.gather(*sends, return_exceptions=True)
+    # then the one recharge covers them all: none is refused, none recharges again
+    assert [type(result) for result in results] == [Sent] * 5
+    assert len(await recharges(shop.id)) == 1
+    assert await buckets(shop.id) == Buckets(0, 87)
+
+
+async def test_a_send_short_of_credits_with_no_recharge_left_is_insufficient(
+    runtime: Runtime,
+) -> None:
+    # given 2 credits and this month's only recharge already used
+    shop = await open_shop(runtime, monthly_credits=2, token="tok_visa")
+    await enable_auto_recharge(shop.actor, runtime, threshold=0, credits=100, max_per_period=1)
+    await send(runtime, shop.actor, shop.inbox, body_of(3))
+    await receive(runtime, shop.inbox, "a" * 153 * 90)
+    # when a send needs more than the 9 credits left
+    with pytest.raises(InsufficientCredits):
+        await send(runtime, shop.actor, shop.inbox, body_of(10))
+    # then no second recharge, and nothing was charged for the message
+    assert len(await recharges(shop.id)) == 1
+    assert await buckets(shop.id) == Buckets(0, 9)
+
+
+# Declines
+
+
+async def test_a_declined_recharge_sets_last_failure_and_writes_no_entry(
+    account: NewAccount, admin: Principal, inbox: Inbox, runtime: Runtime, payments
+) -> None:
+    # given auto-recharge on a card that declines
+    await use_declining_card(admin, runtime)
+    await enable_auto_recharge(admin, runtime, threshold=1000)
+    # when a send triggers it
+    await send(runtime, admin, inbox, "Hello")
+    # then
+    row = await Account.get(id=account.account.id)
+    state = await auto_recharge_state(row, clock=runtime.clock)
+    assert state.last_failure == PaymentDeclined("The card was declined.").message
+    assert state.enabled
+    assert await recharges(account.account.id) == []
+    assert payments.charges == {}
+    assert await buckets(account.account.id) == Buckets(999, 0)
+
+
+async def test_three_declines_in_a_row_turn_auto_recharge_off(
+    account: NewAccount, admin: Principal, inbox: Inbox, runtime: Runtime
+) -> None:
+    await use_declining_card(admin, runtime)
+    await enable_auto_recharge(admin, runtime, threshold=1000, max_per_period=10)
+    enabled = []
+    for _ in range(4):
+        await send(runtime, admin, inbox, "Hello")
+        enabled.append((await Account.get(id=account.account.id)).auto_recharge_enabled)
+    assert enabled == [True, True, False, False]
+    assert (await Account.get(id=account.account.id)).auto_recharge_failures == 3
+
+
+async def test_a_successful_recharge_breaks_the_run_of_declines(
+    account: NewAccount, admin: Principal, inbox: Inbox, runtime: Runtime
+) -> None:
+    # given two declines
+    await use_declining_card(admin, runtime)
+    await enable_auto_recharge(admin, runtime, threshold=1_000_000, credits=100, max_per_period=10)
+    await send(runtime, admin, inbox, "1")
+    await send(runtime, admin, inbox, "2")
+    # when one recharge succeeds, then two more decline
+    await set_payment_method(actor=admin, token="tok_visa", provider=runtime.payments)
+    await send(runtime, admin, inbox, "3")
+    await use_declining_card(admin, runtime)
+    await send(runtime, admin, inbox, "4")
+    await send(runtime, admin, inbox, "5")
+    # then it is still on: the declines were not three in a row
+    row = await Account.get(id=account.account.id)
+    assert (row.auto_recharge_enabled, row.auto_recharge_failures) == (True, 2)
+    assert len(await recharges(account.account.id)) == 1
+
+
+class DisablingProvider(SimulatedPaymentProvider):
+    """Declines, after the admin turned auto-recharge off while the charge was in flight."""
+
+    admin: Principal
+    runtime: Runtime
+
+    async def charge(
+        self, *, reference: str, amount_cents: int, currency: str, idempotency_key: str
+    ) -> Charge:
+        await update_auto_recharge(actor=self.admin, enabled=False, clock=self.runtime.clock)
+        raise PaymentDeclined("The card was declined.")
+
+
+async def test_a_decline_does_not_turn_back_on_what_the_admin_turned_off(
+    account: NewAccount, admin: Principal, inbox: Inbox, runtime: Runtime, card
+) -> None:
+    # given the admin turns auto-recharge off while a charge is being declined
+    await enable_auto_recharge(admin, runtime, threshold=1000)
+    provider = DisablingProvider()
+    provider.admin, provider.runtime = admin, runtime
+    runtime.payments = provider
+    # when
+    await send(runtime, admin, inbox, "Hello")
+    # then it stays off, with the decline recorded
+    row = await Account.get(id=account.account.id)
+    assert (row.auto_recharge_enabled, row.auto_recharge_failures) == (False, 1)
+
+
+# Concurrency and events
+
+
+async def test_concurrent_triggers_recharge_once(
+    account: NewAccount, admin: Principal, inbox: Inbox, runtime: Runtime, payments, card
+) -> None:
+    # given a change that left the total below the threshold, and auto-recharge turned on after
+    await send(runtime, admin, inbox, "Hello")
+    await enable_auto_recharge(admin, runtime, threshold=1_000_000, credits=100, max_per_period=100)
+    # when 20 triggers for it run at once
+    results = await asyncio.gather(*(recharge_now(runtime, account.account.id) for _ in range(20)))
+    # then one recharge ran
+    assert sum(result is not None for result in results) == 1
+    assert len(await recharges(account.account.id)) == 1
+    assert len(payments.charges) == 1
+    assert await buckets(account.account.id) == Buckets(999, 100)
+    assert (await Account.get(id=account.account.id)).auto_recharge_claimed_at is None
+
+
+async def test_a_send_and_its_recharge_are_announced_in_order(
+    account: NewAccount, admin: Principal, inbox: Inbox, runtime: Runtime, card
+) -> None:
+    await enable_auto_recharge(admin, runtime, threshold=1000, credits=500)
+    reader = EventReader(runtime, account.account.id)
+    await reader.start()
+    await send(runtime, admin, inbox, "Hello")
+    sent, recharged = await reader.next(), await reader.next()
+    [send_entry, recharge_entry] = (await ledger(account.account.id))[1:]
+    assert (list(sent.entry_ids), list(recharged.entry_ids)) == (
+        [send_entry.id],
+        [recharge_entry.id],
+    )
+    assert (sent.balance.total, recharged.balance.total) == (999, 1499)
+    assert not await reader.pending()
+    await reader.close()
