@@ -27,6 +27,7 @@ from tortoise.exceptions import IntegrityError
 from models import IdempotencyRecord
 from models.enums import IdempotencyState
 from services.errors import IdempotencyConflict, InvalidValue, TallyError, error_for_code
+from services.validation import storable_text
 
 MAX_KEY_LENGTH = 255
 # A PENDING claim this old belongs to a request that died; another request may take it over.
@@ -46,6 +47,7 @@ def fingerprint(request: dict[str, Any]) -> str:
 
 
 def clean_key(key: str, *, field: str = "idempotency_key") -> str:
+    storable_text(key, field=field)
     if not key.strip():
         raise InvalidValue("An idempotency key cannot be empty.", field=field)
     if len(key) > MAX_KEY_LENGTH:

@@ -47,6 +47,7 @@ from services.ledger import (
 from services.payments import PaymentProvider
 from services.phones import to_e164
 from services.segments import MAX_BODY_CHARACTERS, SegmentCount, count_segments
+from services.validation import storable_text
 
 OPERATION = "send_message"
 PENDING = (MessageStatus.QUEUED, MessageStatus.SENT)
@@ -79,6 +80,7 @@ class Outbound:
 
 def check_body(body: str) -> SegmentCount:
     """The segments of a body that may be sent; EmptyBody or BodyTooLong otherwise."""
+    storable_text(body, field="body")
     if not body.strip():
         raise EmptyBody("A message needs some text.", field="body")
     if len(body) > MAX_BODY_CHARACTERS:
@@ -235,20 +237,23 @@ async def receive_message(
     broker: Broker,
 ) -> Received:
     """Store and charge an inbound message; a repeated provider id is a duplicate, charged once."""
-    inbox = await Inbox.get_or_none(phone_number=to_e164(to_number, region=region, field="to"))
-    if inbox is None:
-        raise NotFound("No inbox has this number.", field="to")
+    # Duplicates first: a carrier retrying after the inbox's number changed still gets its answer.
     existing = await Message.get_or_none(provider_message_id=provider_message_id)
     if existing is not None:
         return Received(message=existing, duplicate=True)
+    inbox = await Inbox.get_or_none(phone_number=to_e164(to_number, region=region, field="to"))
+    if inbox is None:
+        raise NotFound("No inbox has this number.", field="to")
     try:
         message, change = await _store_inbound(
             inbox, from_number, body, provider_message_id, region=region, clock=clock
         )
-    except IntegrityError:  # the same webhook, delivered twice at once, committed first
-        return Received(
-            message=await Message.get(provider_message_id=provider_message_id), duplicate=True
-        )
+    except IntegrityError:
+        # The same webhook, delivered twice at once: the other delivery committed first.
+        first = await Message.get_or_none(provider_message_id=provider_message_id)
+        if first is None:
+            raise
+        return Received(message=first, duplicate=True)
     await announce(broker, change)
     await maybe_auto_recharge(
         account_id=inbox.account_id, clock=clock, provider=provider, broker=broker
@@ -327,12 +332,17 @@ async def _fail_and_refund(message_id: int, *, clock: Clock, broker: Broker) -> 
         charged = await LedgerEntry.filter(
             message_id=message_id, kind=LedgerEntryKind.OUTBOUND_MESSAGE
         ).order_by("id")
-        refunds = [
-            Posting(LedgerEntryKind.REFUND, entry.bucket, -entry.credits, message_id=message_id)
-            for entry in charged
-            if entry.bucket is CreditBucket.PURCHASED or entry.period_index == account.period_index
-        ]
-        entries += await post(account, refunds, now=now)
+        for charge in charged:
+            if (
+                charge.bucket is CreditBucket.SUBSCRIPTION
+                and charge.period_index < account.period_index
+            ):
+                continue
+            refund = Posting(
+                LedgerEntryKind.REFUND, charge.bucket, -charge.credits, message_id=message_id
+            )
+            # A refund belongs to the month of the charge it returns: that month's usage nets out.
+            entries += await post(account, [refund], now=now, period_index=charge.period_index)
         balance = await save_balance(account)
     change = Change(balance=balance, entries=entries)
     await announce(broker, change)

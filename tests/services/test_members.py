@@ -88,3 +88,20 @@ async def test_a_member_cannot_add_members(admin: Principal, clock: FrozenClock)
     as_ben = Principal(admin.account_id, ben.id, Role.MEMBER, token_id=0)
     with pytest.raises(Forbidden):
         await add(as_ben, clock, email="eve@acme.example")
+
+
+@pytest.mark.parametrize("name", ["Nul\x00", "\udc80"])
+async def test_a_name_no_database_can_store_is_invalid(
+    admin: Principal, clock: FrozenClock, name: str
+) -> None:
+    with pytest.raises(InvalidValue):
+        await create_member(
+            actor=admin,
+            name=name,
+            email="x@acme.example",
+            role=Role.MEMBER,
+            personal_phone_number=None,
+            region="US",
+            clock=clock,
+        )
+    assert not await Member.exists(email_key="x@acme.example")

@@ -19,6 +19,7 @@ from services.errors import (
     Forbidden,
     InsufficientCredits,
     InvalidPhoneNumber,
+    InvalidValue,
     NotFound,
     TallyError,
 )
@@ -353,3 +354,44 @@ async def test_a_report_for_an_unknown_provider_id_is_not_found(runtime: Runtime
     with pytest.raises(TallyError) as caught:
         await report(runtime, Message(provider_message_id="SM-nope"), delivered=False)
     assert caught.value.code == "NOT_FOUND"
+
+
+async def test_a_refund_belongs_to_the_month_of_the_charge_it_returns(
+    runtime: Runtime, clock: FrozenClock
+) -> None:
+    # given a message paid from PURCHASED in one month, failing in the next
+    shop = await open_shop(runtime, monthly_credits=0, purchased=100)
+    sent = await send(runtime, shop.actor, shop.inbox, body_of(3))
+    charge = await LedgerEntry.get(
+        message_id=sent.message.id, kind=LedgerEntryKind.OUTBOUND_MESSAGE
+    )
+    clock.advance(timedelta(days=31))
+    # when it fails
+    await report(runtime, sent.message, delivered=False)
+    # then the refund nets out in the month of the charge, not in the new month
+    refund = await LedgerEntry.get(message_id=sent.message.id, kind=LedgerEntryKind.REFUND)
+    assert (charge.period_index, refund.period_index) == (0, 0)
+    assert (refund.bucket, refund.credits) == (CreditBucket.PURCHASED, 3)
+
+
+async def test_a_duplicate_is_recognised_even_after_the_inbox_number_changed(
+    account: NewAccount, inbox: Inbox, runtime: Runtime
+) -> None:
+    # given an inbound message, then the inbox's number changes
+    first = await receive(runtime, inbox, "Hi", provider_id="SM-moved")
+    await Inbox.filter(id=inbox.id).update(phone_number="+14155550998")
+    # when the carrier retries the same delivery to the old number
+    again = await receive(runtime, inbox, "Hi", provider_id="SM-moved")
+    # then it is the same message, charged once
+    assert (again.duplicate, again.message.id) == (True, first.message.id)
+    assert await Message.filter(account_id=account.account.id).count() == 1
+
+
+@pytest.mark.parametrize("body", ["a\x00b", "broken \ud800 surrogate"])
+async def test_text_no_database_can_store_is_an_invalid_value(
+    account: NewAccount, admin: Principal, inbox: Inbox, runtime: Runtime, body: str
+) -> None:
+    with pytest.raises(InvalidValue) as caught:
+        await send(runtime, admin, inbox, body)
+    assert caught.value.field == "body"
+    assert await Message.all().count() == 0
