@@ -1,32 +1,55 @@
 """Balance events: published after commit, relayed to live subscribers.
 
-`LocalBroker` fans out inside one process. Each subscriber has a bounded queue;
-only the newest balance matters to a client, so when a slow subscriber's queue is
-full its oldest event is dropped and the subscriber is told it lagged (it then
-re-reads the balance) instead of holding up everyone else.
+`LocalBroker` fans out inside one process. `RedisBroker` publishes through Redis
+pub/sub so that a change committed by any process reaches the subscribers of
+every process (several `tally serve` workers or hosts).
+
+Each subscriber has a bounded queue. Only the newest balance matters to a client,
+so when a slow subscriber's queue is full its backlog is dropped and it receives
+`None`, meaning "events were lost: re-read the balance", instead of holding up the
+others. Redis pub/sub is at-most-once, so after a reconnect every subscriber also
+receives `None`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import logging
 from collections import defaultdict
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from datetime import datetime
+from typing import Any, Protocol
 
-from services.ledger import Balance, Change
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from models import LedgerEntry
+from models.enums import CreditBucket, LedgerEntryKind
+from services.ledger import Balance, Change, balance_from_json, balance_to_json
+
+log = logging.getLogger("tally.broadcast")
+
+CHANNEL_PREFIX = "tally:balance:"
+RECONNECT_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)
 
 
 @dataclass(frozen=True, slots=True)
 class BalanceEvent:
-    """A committed change of one account's balance, with the ids of its ledger entries."""
+    """A committed change of one account's balance, with its ledger entries in order."""
 
     balance: Balance
-    entry_ids: Sequence[int]
+    entries: Sequence[LedgerEntry]
 
     @property
     def account_id(self) -> int:
         return self.balance.account_id
+
+    @property
+    def entry_ids(self) -> tuple[int, ...]:
+        return tuple(entry.id for entry in self.entries)
 
 
 class Broker(Protocol):
@@ -34,9 +57,31 @@ class Broker(Protocol):
         """Deliver `event` to the account's subscribers; call only after the change committed."""
         ...
 
-    def subscribe(self, account_id: int) -> AsyncGenerator[BalanceEvent | None, None]:
-        """The account's events in commit order; None means events were lost (re-read)."""
+    def subscribe(self, account_id: int) -> Subscription:
+        """Start receiving the account's events now (before reading the balance to start from)."""
         ...
+
+
+class Subscription:
+    """One subscriber's queue of events: iterate it, and `aclose()` it when done.
+
+    The queue is registered when the subscription is made, not when it is first
+    read, so a subscriber that then reads the current balance misses nothing.
+    """
+
+    def __init__(self, queues: set[asyncio.Queue[BalanceEvent | None]], size: int) -> None:
+        self._queues = queues
+        self._queue: asyncio.Queue[BalanceEvent | None] = asyncio.Queue(size)
+        queues.add(self._queue)
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> BalanceEvent | None:
+        return await self._queue.get()
+
+    async def aclose(self) -> None:
+        self._queues.discard(self._queue)
 
 
 class LocalBroker:
@@ -47,27 +92,128 @@ class LocalBroker:
         self._queues: defaultdict[int, set[asyncio.Queue[BalanceEvent | None]]] = defaultdict(set)
 
     async def publish(self, event: BalanceEvent) -> None:
-        for queue in list(self._queues.get(event.account_id, ())):
+        self.deliver(event.account_id, event)
+
+    def deliver(self, account_id: int, event: BalanceEvent | None) -> None:
+        """Queue `event` (or a lag marker) for every subscriber of the account, never blocking."""
+        queues = self._queues.get(account_id)
+        if not queues:
+            self._queues.pop(account_id, None)
+            return
+        for queue in list(queues):
             if queue.full():
                 while not queue.empty():
                     queue.get_nowait()
                 queue.put_nowait(None)
             queue.put_nowait(event)
 
-    async def subscribe(self, account_id: int) -> AsyncGenerator[BalanceEvent | None, None]:
-        queue: asyncio.Queue[BalanceEvent | None] = asyncio.Queue(self._queue_size)
-        self._queues[account_id].add(queue)
+    def lag_everyone(self) -> None:
+        """Tell every subscriber that events may have been lost."""
+        for account_id in list(self._queues):
+            self.deliver(account_id, None)
+
+    def subscribe(self, account_id: int) -> Subscription:
+        return Subscription(self._queues[account_id], self._queue_size)
+
+
+def event_to_json(event: BalanceEvent) -> str:
+    return json.dumps(
+        {
+            "balance": balance_to_json(event.balance),
+            "entries": [_entry_to_json(entry) for entry in event.entries],
+        }
+    )
+
+
+def event_from_json(data: str | bytes) -> BalanceEvent:
+    payload = json.loads(data)
+    return BalanceEvent(
+        balance=balance_from_json(payload["balance"]),
+        entries=tuple(_entry_from_json(entry) for entry in payload["entries"]),
+    )
+
+
+_ENTRY_FIELDS = (
+    *("id", "account_id", "kind", "bucket", "credits", "balance_after"),
+    *("amount_cents", "message_id", "period_index"),
+)
+
+
+def _entry_to_json(entry: LedgerEntry) -> dict[str, Any]:
+    fields = {name: getattr(entry, name) for name in _ENTRY_FIELDS}
+    return {**fields, "created_at": entry.created_at.isoformat()}
+
+
+def _entry_from_json(data: dict[str, Any]) -> LedgerEntry:
+    # An unsaved model instance: the schema maps it like a row, and no subscriber queries the DB.
+    fields = {name: data[name] for name in _ENTRY_FIELDS}
+    fields["kind"] = LedgerEntryKind(data["kind"])
+    fields["bucket"] = CreditBucket(data["bucket"])
+    return LedgerEntry(**fields, created_at=datetime.fromisoformat(data["created_at"]))
+
+
+class RedisBroker:
+    """Publish through Redis; one pattern subscription per process feeds the local fan-out."""
+
+    def __init__(self, url: str, queue_size: int = 64) -> None:
+        self._redis = aioredis.from_url(url, health_check_interval=10)
+        self._local = LocalBroker(queue_size)
+        self._listener: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+
+    async def start(self) -> None:
+        self._listener = asyncio.create_task(self._listen(), name="redis-broker")
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        await self._redis.aclose()
+
+    async def publish(self, event: BalanceEvent) -> None:
         try:
-            while True:
-                yield await queue.get()
-        finally:
-            self._queues[account_id].discard(queue)
-            if not self._queues[account_id]:
-                del self._queues[account_id]
+            await self._redis.publish(f"{CHANNEL_PREFIX}{event.account_id}", event_to_json(event))
+        except (RedisError, OSError):
+            # The change is committed; subscribers here still learn of it, and other
+            # processes re-read balances when their own connection comes back.
+            log.warning("could not publish a balance event to Redis", exc_info=True)
+            self._local.deliver(event.account_id, event)
+
+    def subscribe(self, account_id: int) -> Subscription:
+        return self._local.subscribe(account_id)
+
+    async def _listen(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                async with self._redis.pubsub() as pubsub:
+                    await pubsub.psubscribe(f"{CHANNEL_PREFIX}*")
+                    if attempt:
+                        self._local.lag_everyone()
+                    attempt = 0
+                    self.connected.set()
+                    await self._relay(pubsub)
+            except (RedisError, OSError):
+                self.connected.clear()
+                delay = RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS) - 1)]
+                attempt += 1
+                log.warning("Redis pub/sub connection lost; reconnecting in %s s", delay)
+                await asyncio.sleep(delay)
+
+    async def _relay(self, pubsub: aioredis.client.PubSub) -> None:
+        while True:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if message is None or message["type"] != "pmessage":
+                continue
+            try:
+                event = event_from_json(message["data"])
+            except (ValueError, KeyError, TypeError):
+                log.warning("dropped a malformed balance event from Redis")
+                continue
+            self._local.deliver(event.account_id, event)
 
 
 async def announce(broker: Broker, change: Change) -> None:
     """Publish a committed change to the account's live subscribers."""
-    await broker.publish(
-        BalanceEvent(balance=change.balance, entry_ids=tuple(e.id for e in change.entries))
-    )
+    await broker.publish(BalanceEvent(balance=change.balance, entries=tuple(change.entries)))

@@ -8,7 +8,6 @@ Every helper goes through the public service functions with the test's `runtime`
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 import pytest
@@ -227,7 +226,6 @@ class EventReader:
 
     def __init__(self, runtime: Runtime, account_id: int) -> None:
         events = runtime.broker.subscribe(account_id)
-        assert isinstance(events, AsyncGenerator)
         self._events = events
         self._next: asyncio.Future[BalanceEvent | None] | None = None
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
 from datetime import timedelta
 
 import pytest
@@ -51,7 +50,6 @@ class Listener:
 
     def __init__(self, broker: LocalBroker, account_id: int) -> None:
         events = broker.subscribe(account_id)
-        assert isinstance(events, AsyncGenerator)
         self.events = events
         self.next = asyncio.ensure_future(anext(events))
 
