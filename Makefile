@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck unit schema migrations bench clean
+.PHONY: install run test lint typecheck unit schema migrations bench bench-send clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Tally needs Python 3.11+"'
@@ -43,6 +43,14 @@ migrations: install
 	mkdir -p var
 	TALLY_DATABASE_URL=sqlite://$(CURDIR)/var/makemigrations.db $(BIN)/tortoise -c models.db.TORTOISE_ORM migrate
 	TALLY_DATABASE_URL=sqlite://$(CURDIR)/var/makemigrations.db $(BIN)/tortoise -c models.db.TORTOISE_ORM makemigrations
+
+# Send throughput: Tally's sendMessage over HTTP against the service layer and a raw
+# Starlette + aiosqlite floor, on fresh temporary databases, loopback only; about 1.5 minutes.
+# Results and how to read them: docs/benchmarks.md.
+bench-send: install
+	$(BIN)/python bench/send.py
+
+bench: bench-send
 
 clean:
 	rm -rf $(VENV) var

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import strawberry
 from graphql import GraphQLError
+from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
@@ -42,8 +43,20 @@ class TallySchema(strawberry.Schema):
         super().process_errors(unexpected, execution_context)
 
 
+# Validating and parsing the document took a third of the server's CPU per sendMessage
+# (about 2.3 of 7 ms; docs/benchmarks.md). The SPA sends a fixed set of documents with
+# variables, so both are cached per document text, LRU-bounded: clients sending ever-new
+# texts only evict entries, never grow memory. The validation cache is keyed by the parsed
+# document object, which only the parser cache keeps the same across requests.
+DOCUMENT_CACHE_SIZE = 512
+
 schema = TallySchema(
     query=Query,
     mutation=Mutation,
-    extensions=[Authentication, ErrorCodes],
+    extensions=[
+        lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
+        lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
+        Authentication,
+        ErrorCodes,
+    ],
 )

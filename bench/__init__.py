@@ -1,0 +1,1 @@
+"""Benchmarks: `python bench/send.py` (or `make bench-send`); see docs/benchmarks.md."""
