@@ -41,8 +41,8 @@ schema: install
 # After a model change: write the next migration into models/migrations/.
 migrations: install
 	mkdir -p var
-	TALLY_DATABASE_URL=sqlite://$(CURDIR)/var/makemigrations.db $(BIN)/tortoise -c models.db.TORTOISE_ORM migrate
-	TALLY_DATABASE_URL=sqlite://$(CURDIR)/var/makemigrations.db $(BIN)/tortoise -c models.db.TORTOISE_ORM makemigrations
+	TALLY_DATABASE_URL=sqlite://$(CURDIR)/var/makemigrations.db $(BIN)/tortoise -c models.tortoise_cli.TORTOISE_ORM migrate
+	TALLY_DATABASE_URL=sqlite://$(CURDIR)/var/makemigrations.db $(BIN)/tortoise -c models.tortoise_cli.TORTOISE_ORM makemigrations
 
 # Send throughput: Tally's sendMessage over HTTP against the service layer and a raw
 # Starlette + aiosqlite floor, on fresh temporary databases, loopback only; about 1.5 minutes.

@@ -155,4 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TallyError as error:
         sys.stderr.write(f"tally: {error.message}\n")
         return 2
+    except ValueError as error:  # a configuration that cannot work, e.g. a database URL
+        sys.stderr.write(f"tally: {error}\n")
+        return 2
     return code

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -29,9 +29,17 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite:")
 
 
+def _require_sqlite_folder(file_path: str) -> None:
+    # aiosqlite never answers when the file cannot be opened, and the process hangs:
+    # refuse a path whose folder does not exist before anything connects.
+    if file_path != ":memory:" and not Path(file_path).resolve().parent.is_dir():
+        raise ValueError(f"The folder of the SQLite database {file_path!r} does not exist.")
+
+
 def tortoise_config(database_url: str) -> dict[str, Any]:
     if is_sqlite(database_url):
         connection = expand_db_url(with_sqlite_defaults(database_url))
+        _require_sqlite_folder(connection["credentials"]["file_path"])
         connection["engine"] = "models.sqlite_engine"
     else:
         connection = expand_db_url(database_url)
@@ -65,6 +73,3 @@ async def migrate_database(database_url: str) -> None:
         # An open aiosqlite connection is a live thread that would keep the process from exiting.
         await Tortoise.close_connections()
 
-
-# For Tortoise's own CLI: `tortoise -c models.db.TORTOISE_ORM makemigrations`.
-TORTOISE_ORM = tortoise_config(os.environ.get("TALLY_DATABASE_URL", "sqlite://tally.db"))

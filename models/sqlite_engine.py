@@ -22,8 +22,9 @@ from tortoise.exceptions import TransactionManagementError
 
 class ImmediateTransactionWrapper(SqliteTransactionWrapper):
     async def begin(self) -> None:
+        # The connection is in autocommit mode between transactions, so unlike Tortoise's
+        # own begin() there is nothing to commit first: one thread hop fewer per write.
         try:
-            await self._connection.commit()
             await self._connection.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
             raise TransactionManagementError(exc) from exc

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from models import ApiToken, Member
+from models.enums import Role
 from services.access import Principal, require_admin
 from services.clock import Clock
 from services.errors import Forbidden, NotFound
@@ -62,16 +63,18 @@ async def authenticate(secret: str) -> Principal | None:
     """The principal of a live token, or None for an unknown or revoked one."""
     if not secret.startswith(PREFIX):
         return None
-    token = await ApiToken.get_or_none(
-        secret_hash=_hash(secret), revoked_at__isnull=True
-    ).prefetch_related("member")
-    if token is None:
+    # One query (a join), since every request pays for it.
+    rows = await ApiToken.filter(secret_hash=_hash(secret), revoked_at__isnull=True).values(
+        "id", "account_id", "member_id", "member__role"
+    )
+    if not rows:
         return None
+    row = rows[0]
     return Principal(
-        account_id=token.account_id,
-        member_id=token.member_id,
-        role=token.member.role,
-        token_id=token.id,
+        account_id=row["account_id"],
+        member_id=row["member_id"],
+        role=Role(row["member__role"]),
+        token_id=row["id"],
     )
 
 

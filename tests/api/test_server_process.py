@@ -187,3 +187,15 @@ async def test_seed_demo_fills_only_an_empty_database(server: Server, tmp_path: 
     busy = await server.cli("seed-demo")
     assert "already has accounts" in busy
     assert "tly_" not in busy
+
+
+async def test_a_sqlite_database_in_a_missing_folder_is_refused_not_hung(
+    server: Server, tmp_path: Path
+) -> None:
+    env = {**server.env, "TALLY_DATABASE_URL": f"sqlite://{tmp_path}/missing/tally.db"}
+    process = await asyncio.create_subprocess_exec(
+        TALLY, "migrate", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 2
+    assert "does not exist" in err.decode()
