@@ -2,6 +2,7 @@
 
 from models.accounts import Account, ApiToken, Inbox, InboxAccess, Member
 from models.credits import IdempotencyRecord, LedgerEntry, Message, SubscriptionPeriod
+from models.usage import UsageAccountDay, UsageDay, UsageMonth
 
 __all__ = [
     "Account",
@@ -13,4 +14,7 @@ __all__ = [
     "Member",
     "Message",
     "SubscriptionPeriod",
+    "UsageAccountDay",
+    "UsageDay",
+    "UsageMonth",
 ]

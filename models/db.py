@@ -72,4 +72,3 @@ async def migrate_database(database_url: str) -> None:
     finally:
         # An open aiosqlite connection is a live thread that would keep the process from exiting.
         await Tortoise.close_connections()
-

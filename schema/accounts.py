@@ -26,7 +26,8 @@ from schema.members import Member
 from schema.messages import MessageConnection, message_position
 from schema.pagination import DateRangeInput, page_size, utc_range
 from schema.permissions import IsAdmin
-from services import accounts, auto_recharge, billing, history, inboxes, members, payments
+from schema.usage import Granularity, UsageGroupBy, UsageReport, days_of
+from services import accounts, auto_recharge, billing, history, inboxes, members, payments, usage
 
 
 @strawberry.type
@@ -75,6 +76,28 @@ class Account:
     @strawberry.field(description="A MEMBER sees the inboxes it may send from.")
     async def inboxes(self, info: strawberry.Info[Context, Any]) -> list[Inbox]:
         return [Inbox.from_model(row) for row in await inboxes.visible_inboxes(info.context.actor)]
+
+    @strawberry.field(
+        description=(
+            "ADMIN. Without range: all time, from the first day with usage (or today) to today."
+        ),
+        permission_classes=[IsAdmin],
+    )
+    async def usage(
+        self,
+        info: strawberry.Info[Context, Any],
+        range: DateRangeInput | None = None,
+        granularity: Granularity = Granularity.DAY,
+        group_by: UsageGroupBy = UsageGroupBy.NONE,
+    ) -> UsageReport:
+        report = await usage.account_usage(
+            actor=info.context.actor,
+            days=days_of(range),
+            granularity=granularity,
+            group_by=group_by,
+            clock=info.context.clock,
+        )
+        return UsageReport.from_result(report)
 
     @strawberry.field(description="ADMIN. Newest first.", permission_classes=[IsAdmin])
     async def ledger(

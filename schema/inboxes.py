@@ -12,7 +12,10 @@ from schema.enums import InboxKind
 from schema.errors import UserError, reports_user_errors
 from schema.ids import to_id, to_key
 from schema.members import Member
-from services import inboxes
+from schema.pagination import DateRangeInput
+from schema.permissions import IsAdmin
+from schema.usage import Granularity, UsageReport, days_of
+from services import inboxes, usage
 
 
 @strawberry.type
@@ -47,6 +50,22 @@ class Inbox:
         keys = await info.context.loaders.inbox_member_ids.load(self.key)
         rows = await info.context.loaders.member.load_many(keys)
         return [Member.from_model(row) for row in rows if row is not None]
+
+    @strawberry.field(description="ADMIN", permission_classes=[IsAdmin])
+    async def usage(
+        self,
+        info: strawberry.Info[Context, Any],
+        range: DateRangeInput | None = None,
+        granularity: Granularity = Granularity.DAY,
+    ) -> UsageReport:
+        report = await usage.inbox_usage(
+            actor=info.context.actor,
+            inbox_id=self.key,
+            days=days_of(range),
+            granularity=granularity,
+            clock=info.context.clock,
+        )
+        return UsageReport.from_result(report)
 
 
 @strawberry.input

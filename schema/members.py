@@ -11,7 +11,9 @@ from models import Member as MemberRow
 from schema.enums import Role
 from schema.errors import UserError, reports_user_errors
 from schema.ids import to_id
-from services import members
+from schema.pagination import DateRangeInput
+from schema.usage import Granularity, UsageReport, days_of
+from services import members, usage
 
 if TYPE_CHECKING:
     from schema.inboxes import Inbox
@@ -45,6 +47,22 @@ class Member:
 
         row = await info.context.loaders.personal_inbox.load(self.key)
         return None if row is None else Inbox.from_model(row)
+
+    @strawberry.field(description="The member itself or an ADMIN.")
+    async def usage(
+        self,
+        info: strawberry.Info[Context, Any],
+        range: DateRangeInput | None = None,
+        granularity: Granularity = Granularity.DAY,
+    ) -> UsageReport:
+        report = await usage.member_usage(
+            actor=info.context.actor,
+            member_id=self.key,
+            days=days_of(range),
+            granularity=granularity,
+            clock=info.context.clock,
+        )
+        return UsageReport.from_result(report)
 
 
 @strawberry.input

@@ -14,8 +14,9 @@ from services.access import Principal, require_admin
 from services.allotments import grant_first_allotment
 from services.clock import Clock
 from services.errors import InvalidValue, NotFound
-from services.ledger import save_balance
+from services.ledger import lock_account, save_balance
 from services.members import add_member
+from services.rollups import rebuild_usage
 from services.tokens import IssuedToken, add_token
 from services.validation import clean_name
 
@@ -104,7 +105,11 @@ async def update_account(
     timezone: str | None = None,
     week_start: WeekStart | None = None,
 ) -> Account:
-    """Change the account's name, time zone or week start; unset arguments stay as they are."""
+    """Change the account's name, time zone or week start; unset arguments stay as they are.
+
+    A new time zone regroups the account's whole usage history in it (one pass over its
+    messages, in the same transaction).
+    """
     require_admin(actor, "change the account")
     changes: dict[str, object] = {}
     if name is not None:
@@ -114,5 +119,11 @@ async def update_account(
     if week_start is not None:
         changes["week_start"] = week_start
     if changes:
-        await Account.filter(id=actor.account_id).update(**changes)
+        async with in_transaction():
+            # Messages are counted (and refunded) under this same lock, in the zone they read
+            # on this row: each lands before the rebuild, which regroups it, or after it.
+            account = await lock_account(actor.account_id)
+            await Account.filter(id=actor.account_id).update(**changes)
+            if timezone is not None and timezone != account.timezone:
+                await rebuild_usage(account_id=actor.account_id, timezone=timezone)
     return await get_account(actor.account_id)

@@ -46,6 +46,7 @@ from services.ledger import (
 )
 from services.payments import PaymentProvider
 from services.phones import to_e164
+from services.rollups import count_message
 from services.segments import MAX_BODY_CHARACTERS, SegmentCount, count_segments
 from services.validation import storable_text
 
@@ -186,6 +187,7 @@ async def _store(outbound: Outbound, *, clock: Clock) -> Sent | tuple[Message, C
             created_at=now,
         )
         entries += await _charge(account, message, LedgerEntryKind.OUTBOUND_MESSAGE, now=now)
+        await count_message(account, message, sign=1)
         balance = await save_balance(account)
         if outbound.key is not None:
             await idempotency.record_done(
@@ -292,6 +294,7 @@ async def _store_inbound(
             created_at=now,
         )
         entries += await _charge(account, message, LedgerEntryKind.INBOUND_MESSAGE, now=now)
+        await count_message(account, message, sign=1)
         balance = await save_balance(account)
     return message, Change(balance=balance, entries=entries)
 
@@ -328,6 +331,8 @@ async def _fail_and_refund(message_id: int, *, clock: Clock, broker: Broker) -> 
         )
         if not failed:
             return None
+        # A FAILED message no longer counts as usage (docs/decisions.md).
+        await count_message(account, message, sign=-1)
         entries = await apply_due_allotments(account, now=now)
         charged = await LedgerEntry.filter(
             message_id=message_id, kind=LedgerEntryKind.OUTBOUND_MESSAGE

@@ -1,0 +1,290 @@
+"""Usage reports: segments and messages per bucket of local days, read from the rollups.
+
+Reports never read the message table: the rollups (models/usage.py, kept by
+services/rollups.py) already hold the totals per local day and month in the account's zone,
+per inbox and per account. SQL sums the rows a report needs by day, week or month (and by
+inbox for groups); Python drops each sum into its bucket with ``calendar.bucket_index``, in
+constant time, and leaves zeros in the buckets nothing fell into. So a report costs the same
+for ten messages or ten million: it reads at most one row per inbox (or account) and day.
+
+Rules (docs/usage-rollups.md, RULES.md "Usage analytics"): a range is inclusive local days;
+no range means from the first day with usage in the report's scope (or today) to today.
+MEMBER groups cover personal inboxes and SHARED_INBOX groups shared ones, so together they
+add up to the totals, bucket by bucket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from enum import Enum
+from functools import partial
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from models import Account, Inbox, Member
+from models.enums import InboxKind
+from services.access import Principal, require_admin
+from services.calendar import (
+    Bucket,
+    Granularity,
+    WeekStart,
+    bucket_index,
+    buckets,
+    local_day,
+)
+from services.clock import Clock
+from services.errors import Forbidden, NotFound
+from services.rollups import as_date, first_usage_day, usage_sums
+
+__all__ = [
+    "BucketUsage",
+    "Figures",
+    "GroupUsage",
+    "Report",
+    "UsageGroupBy",
+    "account_usage",
+    "inbox_usage",
+    "member_usage",
+]
+
+
+class UsageGroupBy(Enum):
+    NONE = "NONE"
+    MEMBER = "MEMBER"
+    SHARED_INBOX = "SHARED_INBOX"
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """Segments and messages, sent (OUTBOUND) and received (INBOUND)."""
+
+    segments_sent: int = 0
+    segments_received: int = 0
+    messages_sent: int = 0
+    messages_received: int = 0
+
+    @property
+    def segments(self) -> int:
+        return self.segments_sent + self.segments_received
+
+    @property
+    def messages(self) -> int:
+        return self.messages_sent + self.messages_received
+
+
+ZERO = Figures()
+_NOTHING = [0, 0, 0, 0]
+
+
+@dataclass(frozen=True, slots=True)
+class BucketUsage:
+    """The figures of local days ``start`` through ``end`` (clipped to the report range)."""
+
+    start: date
+    end: date
+    figures: Figures
+
+
+@dataclass(frozen=True, slots=True)
+class GroupUsage:
+    """One member (over its personal inbox) or one shared inbox; the other is None."""
+
+    member: Member | None
+    inbox: Inbox | None
+    totals: Figures
+    series: tuple[BucketUsage, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    start: date
+    end: date
+    granularity: Granularity
+    timezone: str
+    totals: Figures
+    series: tuple[BucketUsage, ...]
+    groups: tuple[GroupUsage, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """A group before it has figures: who it is and the inboxes it sums."""
+
+    member: Member | None
+    inbox: Inbox | None
+    inbox_ids: tuple[int, ...]
+
+
+# Sums of one bucket: [segments sent, segments received, messages sent, messages received].
+_Cells = list[list[int]]
+
+
+async def account_usage(
+    *,
+    actor: Principal,
+    days: tuple[date, date] | None,
+    granularity: Granularity,
+    group_by: UsageGroupBy,
+    clock: Clock,
+) -> Report:
+    """The account's usage (ADMIN), in segments and messages, grouped as asked."""
+    require_admin(actor, "read the account's usage")
+    account = await Account.get(id=actor.account_id)
+    targets = await _targets(account.id, group_by)
+    return await _report(account, None, targets, days, granularity, clock)
+
+
+async def member_usage(
+    *,
+    actor: Principal,
+    member_id: int,
+    days: tuple[date, date] | None,
+    granularity: Granularity,
+    clock: Clock,
+) -> Report:
+    """A member's usage over its personal inbox (zeros without one): for itself or an ADMIN."""
+    if not actor.is_admin and actor.member_id != member_id:
+        raise Forbidden("Only the member itself or an admin may read a member's usage.")
+    if not await Member.exists(id=member_id, account_id=actor.account_id):
+        raise NotFound("No such member.", field="member_id")
+    account = await Account.get(id=actor.account_id)
+    inbox_ids = await _personal_inbox_ids(account.id, member_id)
+    return await _report(account, inbox_ids, [], days, granularity, clock)
+
+
+async def inbox_usage(
+    *,
+    actor: Principal,
+    inbox_id: int,
+    days: tuple[date, date] | None,
+    granularity: Granularity,
+    clock: Clock,
+) -> Report:
+    """One inbox's usage (ADMIN), in segments and messages."""
+    require_admin(actor, "read an inbox's usage")
+    if not await Inbox.exists(id=inbox_id, account_id=actor.account_id):
+        raise NotFound("No such inbox.", field="inbox_id")
+    account = await Account.get(id=actor.account_id)
+    return await _report(account, (inbox_id,), [], days, granularity, clock)
+
+
+async def _personal_inbox_ids(account_id: int, member_id: int) -> tuple[int, ...]:
+    inboxes = await Inbox.filter(
+        account_id=account_id, owner_id=member_id, kind=InboxKind.PERSONAL
+    ).order_by("id")
+    return tuple(inbox.id for inbox in inboxes)
+
+
+async def _targets(account_id: int, group_by: UsageGroupBy) -> list[_Target]:
+    """The report's groups, in id order: every member, or every shared inbox."""
+    if group_by is UsageGroupBy.SHARED_INBOX:
+        shared = await Inbox.filter(account_id=account_id, kind=InboxKind.SHARED).order_by("id")
+        return [_Target(None, inbox, (inbox.id,)) for inbox in shared]
+    if group_by is UsageGroupBy.NONE:
+        return []
+    owners = await Inbox.filter(account_id=account_id, kind=InboxKind.PERSONAL).values_list(
+        "id", "owner_id"
+    )
+    members = await Member.filter(account_id=account_id).order_by("id")
+    return [
+        _Target(member, None, tuple(sorted(i for i, owner in owners if owner == member.id)))
+        for member in members
+    ]
+
+
+async def _report(
+    account: Account,
+    inbox_ids: tuple[int, ...] | None,
+    targets: Sequence[_Target],
+    days: tuple[date, date] | None,
+    granularity: Granularity,
+    clock: Clock,
+) -> Report:
+    """The report over ``inbox_ids`` (None: the whole account), with a group per target."""
+    start, end = days or await _all_time(account, inbox_ids, clock)
+    # Validates the range (order, bucket count) before anything is read.
+    spans = buckets(start, end, granularity, account.week_start)
+    sums = partial(
+        usage_sums,
+        account.id,
+        start=start,
+        end=end,
+        granularity=granularity,
+        week_start=account.week_start,
+    )
+    place = partial(_place, start=start, granularity=granularity, week_start=account.week_start)
+    totals = _zeros(len(spans))
+    if inbox_ids != ():
+        place(await sums(inbox_ids), lambda _: totals)
+    groups = [_zeros(len(spans)) for _ in targets]
+    group_of = {
+        i: cells for target, cells in zip(targets, groups, strict=True) for i in target.inbox_ids
+    }
+    if group_of:
+        # Only the groups' own inboxes: a MEMBER report never reads the shared ones.
+        place(await sums(tuple(sorted(group_of)), by_inbox=True), group_of.__getitem__)
+    return Report(
+        start=start,
+        end=end,
+        granularity=granularity,
+        timezone=account.timezone,
+        totals=_sum(totals),
+        series=_series(spans, totals),
+        groups=tuple(
+            GroupUsage(t.member, t.inbox, _sum(cells), _series(spans, cells))
+            for t, cells in zip(targets, groups, strict=True)
+        ),
+    )
+
+
+def _place(
+    rows: Sequence[Sequence[Any]],
+    cells_of: Callable[[Any], _Cells],
+    *,
+    start: date,
+    granularity: Granularity,
+    week_start: WeekStart,
+) -> None:
+    """Add each row's figures to its bucket in the cells of its inbox (``cells_of``)."""
+    # Rows of one day (one per inbox, when grouping) share their bucket: found once.
+    positions: dict[object, int] = {}
+    for day, inbox_id, segments_sent, segments_received, sent, received in rows:
+        index = positions.get(day)
+        if index is None:
+            index = bucket_index(as_date(day), start, granularity, week_start)
+            positions[day] = index
+        cell = cells_of(inbox_id)[index]
+        cell[0] += segments_sent
+        cell[1] += segments_received
+        cell[2] += sent
+        cell[3] += received
+
+
+def _zeros(count: int) -> _Cells:
+    return [[0, 0, 0, 0] for _ in range(count)]
+
+
+def _figures(cell: list[int]) -> Figures:
+    return ZERO if cell == _NOTHING else Figures(*cell)
+
+
+def _sum(cells: _Cells) -> Figures:
+    return _figures([sum(column) for column in zip(*cells, strict=True)] or [0, 0, 0, 0])
+
+
+def _series(spans: Sequence[Bucket], cells: _Cells) -> tuple[BucketUsage, ...]:
+    return tuple(
+        BucketUsage(span.start, span.end, _figures(cell))
+        for span, cell in zip(spans, cells, strict=True)
+    )
+
+
+async def _all_time(
+    account: Account, inbox_ids: tuple[int, ...] | None, clock: Clock
+) -> tuple[date, date]:
+    """From the scope's first day with usage (or today) to today, in the account's zone."""
+    today = local_day(clock.now(), ZoneInfo(account.timezone))
+    first = None if inbox_ids == () else await first_usage_day(account.id, inbox_ids)
+    return min(first or today, today), today
