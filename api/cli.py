@@ -84,7 +84,46 @@ def create_account(args: argparse.Namespace, settings: Settings) -> int:
     return _with_database(settings, work)
 
 
+def _progress_bar(total: int) -> Callable[[int], None]:
+    done = 0
+
+    def advance(count: int) -> None:
+        nonlocal done
+        done += count
+        filled = 30 * done // max(total, 1)
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done:,}/{total:,} messages")
+        if done >= total:
+            sys.stderr.write("\n")
+
+    return advance
+
+
+def seed_load(args: argparse.Namespace, settings: Settings) -> int:
+    async def work() -> int:
+        loaded = await demo.seed_load_account(
+            messages=args.messages,
+            days=args.days,
+            region=settings.default_region,
+            clock=SystemClock(),
+            progress=_progress_bar(args.messages),
+        )
+        ids = {"accountId": str(loaded.account_id), "token": loaded.admin_token}
+        if args.json:
+            sys.stdout.write(json.dumps({**ids, "messages": loaded.messages}) + "\n")
+        else:
+            sys.stdout.write(
+                f"Account {ids['accountId']} has {loaded.messages:,} messages over {args.days} "
+                f"days.\nAdmin token (shown once): {ids['token']}\n"
+            )
+        return 0
+
+    return _with_database(settings, work)
+
+
 def seed_demo(args: argparse.Namespace, settings: Settings) -> int:
+    if args.messages is not None:
+        return seed_load(args, settings)
+
     async def work() -> int:
         seeded = await demo.seed_demo(region=settings.default_region, clock=SystemClock())
         if not seeded.tokens:
@@ -135,6 +174,14 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(run=create_account)
 
     p = commands.add_parser("seed-demo", help="Create the demo account if missing; print tokens.")
+    p.add_argument(
+        "--messages",
+        type=int,
+        help="Instead, create a new account with this many messages (20 members, 5 shared "
+        "inboxes), written in bulk: for benchmarks.",
+    )
+    p.add_argument("--days", type=int, default=730, help="With --messages: days of history.")
+    p.add_argument("--json", action="store_true", help="With --messages: print one JSON object.")
     p.set_defaults(run=seed_demo)
 
     p = commands.add_parser("export-schema", help="Print the GraphQL schema (SDL).")
