@@ -135,6 +135,11 @@ async def fetch(conn: BaseDBAsyncClient, text: str, values: Sequence[Any]) -> li
     return list((await conn.execute_query(sql(conn, text), list(values)))[1])
 
 
+def _as_datetime(value: datetime | str) -> datetime:
+    """A TIMESTAMP column's value: SQLite hands back ISO text, asyncpg a datetime."""
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
 def as_date(value: date | str) -> date:
     """A DATE column's value: SQLite hands back ISO text, asyncpg a date."""
     return date.fromisoformat(value) if isinstance(value, str) else value
@@ -174,17 +179,48 @@ async def rebuild_usage(*, account_id: int, timezone: str) -> None:
     account and stores ``timezone`` on it.
     """
     conn = connection()
-    for level in LEVELS:
-        await run(conn, f"DELETE FROM {level.table} WHERE account_id = ?", [account_id])
     if is_postgres(conn) and await _postgres_knows(conn, timezone):
+        await _clear(conn, account_id)
         await run(conn, _DAYS_FROM_MESSAGES, [timezone, account_id])
+        await _derive_months_and_account_days(conn, account_id)
     else:
         totals = await _regroup(conn, account_id, ZoneInfo(timezone))
-        rows = [[account_id, inbox_id, day, *sums] for (inbox_id, day), sums in totals.items()]
-        if rows:
-            marks = ", ".join("?" * len(rows[0]))
-            insert = f"INSERT INTO usage_day ({DAYS.columns}) VALUES ({marks})"
-            await conn.execute_many(sql(conn, insert), rows)
+        await replace_usage(account_id=account_id, totals=totals)
+
+
+def tally_message(
+    totals: dict[tuple[int, date], list[int]],
+    *,
+    inbox_id: int,
+    direction: str,
+    created_at: datetime,
+    segments: int,
+    zone: ZoneInfo,
+) -> None:
+    """Add one message to (inbox, local day) totals of the four figures."""
+    sums = totals.setdefault((inbox_id, local_day(created_at, zone)), [0, 0, 0, 0])
+    for i, value in enumerate(_figures(direction, segments, 1)):
+        sums[i] += value
+
+
+async def replace_usage(*, account_id: int, totals: dict[tuple[int, date], list[int]]) -> None:
+    """Replace the account's rollups with (inbox, local day) totals; under the account lock."""
+    conn = connection()
+    await _clear(conn, account_id)
+    rows = [[account_id, inbox_id, day, *sums] for (inbox_id, day), sums in totals.items()]
+    if rows:
+        marks = ", ".join("?" * len(rows[0]))
+        insert = f"INSERT INTO usage_day ({DAYS.columns}) VALUES ({marks})"
+        await conn.execute_many(sql(conn, insert), rows)
+    await _derive_months_and_account_days(conn, account_id)
+
+
+async def _clear(conn: BaseDBAsyncClient, account_id: int) -> None:
+    for level in LEVELS:
+        await run(conn, f"DELETE FROM {level.table} WHERE account_id = ?", [account_id])
+
+
+async def _derive_months_and_account_days(conn: BaseDBAsyncClient, account_id: int) -> None:
     month = (
         "date_trunc('month', day::timestamp)::date"
         if is_postgres(conn)
@@ -212,11 +248,14 @@ async def _regroup(
     page = await fetch(conn, _PAGE.format(after=""), [account_id, CHUNK])
     while page:
         for _id, inbox_id, direction, created_at, segments in page:
-            if isinstance(created_at, str):
-                created_at = datetime.fromisoformat(created_at)
-            sums = totals.setdefault((inbox_id, local_day(created_at, zone)), [0, 0, 0, 0])
-            for i, value in enumerate(_figures(direction, segments, 1)):
-                sums[i] += value
+            tally_message(
+                totals,
+                inbox_id=inbox_id,
+                direction=direction,
+                created_at=_as_datetime(created_at),
+                segments=segments,
+                zone=zone,
+            )
         if len(page) < CHUNK:
             break
         # Hand back the values exactly as read: the next page starts right after them.

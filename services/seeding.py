@@ -14,7 +14,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -61,6 +61,7 @@ class Ledger:
     recharge_credits: int
     rows: list[tuple[Any, ...]]
     periods: list[tuple[Any, ...]]
+    next_period_at: datetime | None = None
 
     def add(
         self,
@@ -88,6 +89,9 @@ class Ledger:
     def start_periods_until(self, at: datetime) -> None:
         """The expiry and grant of every subscription month that started by `at`."""
         account = self.account
+        # Called once per message: compare with the next month's start, computed once a month.
+        if self.next_period_at is not None and at < self.next_period_at:
+            return
         while period_at(account.created_at, at).index > account.period_index:
             ended, index = account.period_index, account.period_index + 1
             period = period_by_index(account.created_at, index)
@@ -106,6 +110,7 @@ class Ledger:
                 LedgerEntryKind.ALLOTMENT_GRANT, CreditBucket.SUBSCRIPTION,
                 account.monthly_credits, period.start,
             )  # fmt: skip
+        self.next_period_at = period_by_index(account.created_at, account.period_index).end
 
     def charge(self, message_id: int, credits: int, kind: LedgerEntryKind, at: datetime) -> None:
         total = self.account.subscription_credits + self.account.purchased_credits
@@ -190,6 +195,7 @@ async def grow_history(
             periods=[],
         )
         message_rows = []
+        usage: dict[tuple[int, date], list[int]] = {}
         message_id = await _next_id(Message)
         for at in moments:
             ledger.start_periods_until(at)
@@ -209,10 +215,15 @@ async def grow_history(
             )  # fmt: skip
             kind = LedgerEntryKind.OUTBOUND_MESSAGE if outbound else LedgerEntryKind.INBOUND_MESSAGE
             ledger.charge(message_id, cost.credits, kind, at)
+            rollups.tally_message(
+                usage, inbox_id=sender.inbox.id, direction=message_rows[-1][3],
+                created_at=at, segments=cost.segments, zone=zone,
+            )  # fmt: skip
             message_id += 1
         ledger.start_periods_until(now)
         await _write(ledger, message_rows, progress)
-        await rollups.rebuild_usage(account_id=account_id, timezone=account.timezone)
+        # The messages are in hand: group them here rather than read a million rows back.
+        await rollups.replace_usage(account_id=account_id, totals=usage)
     return len(message_rows)
 
 
