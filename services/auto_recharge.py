@@ -150,6 +150,16 @@ async def maybe_auto_recharge(
     return await _add_recharge(account, amount_cents=amount, clock=clock, broker=broker)
 
 
+def below_threshold(account: Account) -> bool:
+    """Whether `account` as read could trigger a threshold recharge (no query: a first filter)."""
+    total = account.subscription_credits + account.purchased_credits
+    return (
+        account.auto_recharge_enabled
+        and account.payment_reference is not None
+        and total < account.auto_recharge_threshold
+    )
+
+
 async def _recharge_applies(account: Account, required: int | None, *, clock: Clock) -> bool:
     """Whether the rules call for a recharge of `account` as read (see maybe_auto_recharge)."""
     if not account.auto_recharge_enabled:

@@ -20,7 +20,7 @@ from models.enums import CreditBucket, Direction, LedgerEntryKind, MessageStatus
 from services import idempotency
 from services.access import Principal
 from services.allotments import apply_due_allotments, catch_up, is_due
-from services.auto_recharge import maybe_auto_recharge
+from services.auto_recharge import below_threshold, maybe_auto_recharge
 from services.broadcast import Broker, announce
 from services.carrier import Carrier, CarrierRejected
 from services.clock import Clock
@@ -107,11 +107,13 @@ async def send_message(
 ) -> Sent:
     """Charge and send an SMS from one of the actor's inboxes."""
     outbound = await _prepare(actor, inbox_id, to, body, idempotency_key, region)
-    if is_due(await Account.get(id=actor.account_id), clock.now()):
+    try:
+        stored = await _store(outbound, clock=clock)
+    except _AllotmentDue:
+        # A new month is a change of its own, announced before the send's.
         change = await catch_up(actor.account_id, clock=clock)
         if change is not None:
             await announce(broker, change)
-    try:
         stored = await _store(outbound, clock=clock)
     except InsufficientCredits:
         # Recharge (or wait for a recharge already running), then try once more: the
@@ -126,12 +128,15 @@ async def send_message(
         stored = await _store(outbound, clock=clock)
     if isinstance(stored, Sent):
         return stored
-    await announce(broker, stored[1])
-    message, refund = await _hand_to_carrier(stored[0], carrier=carrier, clock=clock, broker=broker)
-    latest = await maybe_auto_recharge(
-        account_id=actor.account_id, clock=clock, provider=provider, broker=broker
-    )
-    return Sent(message=message, balance=(latest or refund or stored[1]).balance)
+    message, change, account = stored
+    await announce(broker, change)
+    message, refund = await _hand_to_carrier(message, carrier=carrier, clock=clock, broker=broker)
+    latest = None
+    if below_threshold(account):
+        latest = await maybe_auto_recharge(
+            account_id=actor.account_id, clock=clock, provider=provider, broker=broker
+        )
+    return Sent(message=message, balance=(latest or refund or change).balance)
 
 
 async def _prepare(
@@ -155,8 +160,12 @@ async def _prepare(
     )
 
 
-async def _store(outbound: Outbound, *, clock: Clock) -> Sent | tuple[Message, Change]:
-    """The charged, QUEUED message and its change; or the first result of a repeated key."""
+class _AllotmentDue(Exception):
+    """A subscription month started since the account's last grant: apply it first."""
+
+
+async def _store(outbound: Outbound, *, clock: Clock) -> Sent | tuple[Message, Change, Account]:
+    """The charged, QUEUED message, its change and the account after it; or a key's first result."""
     now = clock.now()
     account_id = outbound.actor.account_id
     async with in_transaction():
@@ -168,7 +177,8 @@ async def _store(outbound: Outbound, *, clock: Clock) -> Sent | tuple[Message, C
             if first is not None:
                 message = await Message.get(id=first["message_id"])
                 return Sent(message=message, balance=balance_from_json(first["balance"]))
-        entries = await apply_due_allotments(account, now=now)
+        if is_due(account, now):
+            raise _AllotmentDue
         total = account.subscription_credits + account.purchased_credits
         if total < outbound.cost.credits:
             raise InsufficientCredits.for_cost(balance=total, required=outbound.cost.credits)
@@ -186,7 +196,7 @@ async def _store(outbound: Outbound, *, clock: Clock) -> Sent | tuple[Message, C
             sender_id=outbound.actor.member_id,
             created_at=now,
         )
-        entries += await _charge(account, message, LedgerEntryKind.OUTBOUND_MESSAGE, now=now)
+        entries = await _charge(account, message, LedgerEntryKind.OUTBOUND_MESSAGE, now=now)
         await count_message(account, message, sign=1)
         balance = await save_balance(account)
         if outbound.key is not None:
@@ -198,7 +208,7 @@ async def _store(outbound: Outbound, *, clock: Clock) -> Sent | tuple[Message, C
                 result={"message_id": message.id, "balance": balance_to_json(balance)},
                 now=now,
             )
-    return message, Change(balance=balance, entries=entries)
+    return message, Change(balance=balance, entries=entries), account
 
 
 async def _charge(
@@ -221,9 +231,12 @@ async def _hand_to_carrier(
     except CarrierRejected:
         refund = await _fail_and_refund(message.id, clock=clock, broker=broker)
     else:
-        await Message.filter(id=message.id, status=MessageStatus.QUEUED).update(
+        sent = await Message.filter(id=message.id, status=MessageStatus.QUEUED).update(
             status=MessageStatus.SENT, provider_message_id=provider_id
         )
+        if sent:
+            message.status, message.provider_message_id = MessageStatus.SENT, provider_id
+            return message, None
     return await Message.get(id=message.id), refund
 
 
