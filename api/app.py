@@ -9,6 +9,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 
 from api.background import allotment_sweeper
+from api.exports import export_routes
 from api.graphql import TallyGraphQL
 from api.runtime import Runtime
 from api.settings import Settings
@@ -44,6 +45,7 @@ def create_app(
             Route("/graphql", graphql),
             WebSocketRoute("/graphql", graphql),
             *webhook_routes(settings, runtime),
+            *export_routes(settings, runtime),
         ],
         lifespan=lifespan,
     )

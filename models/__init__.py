@@ -2,6 +2,7 @@
 
 from models.accounts import Account, ApiToken, Inbox, InboxAccess, Member
 from models.credits import IdempotencyRecord, LedgerEntry, Message, SubscriptionPeriod
+from models.exports import UsageExport
 from models.usage import UsageAccountDay, UsageDay, UsageMonth
 
 __all__ = [
@@ -16,5 +17,6 @@ __all__ = [
     "SubscriptionPeriod",
     "UsageAccountDay",
     "UsageDay",
+    "UsageExport",
     "UsageMonth",
 ]

@@ -10,6 +10,7 @@ from strawberry.types import ExecutionContext
 
 from schema.accounts import AccountMutation, AccountQuery
 from schema.credits import CreditsMutation
+from schema.exports import ExportMutation
 from schema.extensions import Authentication, ErrorCodes
 from schema.inboxes import InboxMutation
 from schema.members import MemberMutation
@@ -27,6 +28,7 @@ Mutation = merge_types(
         MemberMutation,
         InboxMutation,
         TokenMutation,
+        ExportMutation,
     ),
 )
 
