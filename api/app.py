@@ -11,6 +11,7 @@ from starlette.routing import Route, WebSocketRoute
 from api.background import allotment_sweeper
 from api.exports import export_routes
 from api.graphql import TallyGraphQL
+from api.limits import http_middleware
 from api.runtime import Runtime
 from api.settings import Settings
 from api.webhooks import webhook_routes
@@ -47,5 +48,6 @@ def create_app(
             *webhook_routes(settings, runtime),
             *export_routes(settings, runtime),
         ],
+        middleware=http_middleware(settings),
         lifespan=lifespan,
     )

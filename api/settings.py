@@ -18,6 +18,10 @@ def _flag(value: str | None, default: bool) -> bool:
     return value.strip().lower() not in {"0", "false", "no", "off"}
 
 
+def _int(value: str | None, default: int) -> int:
+    return default if value is None or value.strip() == "" else int(value)
+
+
 def _origins(value: str | None) -> tuple[str, ...]:
     return tuple(o.strip() for o in (value or "").split(",") if o.strip())
 
@@ -32,6 +36,10 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     graphiql: bool = True
     public_url: str = "http://127.0.0.1:8000"
+    max_query_depth: int = 15
+    max_query_aliases: int = 30
+    max_query_tokens: int = 10_000
+    max_body_bytes: int = 1024 * 1024
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -46,6 +54,10 @@ class Settings:
             allowed_origins=_origins(env.get("TALLY_ALLOWED_ORIGINS")),
             graphiql=_flag(env.get("TALLY_GRAPHIQL"), defaults.graphiql),
             public_url=(env.get("TALLY_PUBLIC_URL") or defaults.public_url).rstrip("/"),
+            max_query_depth=_int(env.get("TALLY_MAX_QUERY_DEPTH"), defaults.max_query_depth),
+            max_query_aliases=_int(env.get("TALLY_MAX_QUERY_ALIASES"), defaults.max_query_aliases),
+            max_query_tokens=_int(env.get("TALLY_MAX_QUERY_TOKENS"), defaults.max_query_tokens),
+            max_body_bytes=_int(env.get("TALLY_MAX_BODY_BYTES"), defaults.max_body_bytes),
         )
 
     def warn_about_defaults(self) -> None:

@@ -13,6 +13,7 @@ from schema.credits import CreditsMutation
 from schema.exports import ExportMutation
 from schema.extensions import Authentication, ErrorCodes
 from schema.inboxes import InboxMutation
+from schema.limits import QueryLimitsExtension
 from schema.members import MemberMutation
 from schema.messages import MessageMutation, MessageQuery
 from schema.tokens import TokenMutation
@@ -58,6 +59,7 @@ schema = TallySchema(
     extensions=[
         lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
         lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
+        QueryLimitsExtension,
         Authentication,
         ErrorCodes,
     ],

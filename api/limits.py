@@ -1,0 +1,178 @@
+"""HTTP request limits, as pure ASGI middleware (RULES.md "Limits").
+
+`BodyLimit` refuses bodies over TALLY_MAX_BODY_BYTES with 413, on the declared
+Content-Length and again while counting the received chunks (chunked bodies, lying
+headers); the webhooks keep their own limit and refusal shape.
+
+`GraphQLRefusals` keeps the refusals of /graphql JSON. A body that is not UTF-8 is a
+400 (Strawberry's json.loads would raise: a 500). Strawberry's plain-text 4xx answers
+(bad JSON, wrong content type, a mutation over GET) are re-sent, same status, as
+`{"errors": [{"message", "extensions": {"code"}}]}`.
+
+Websocket messages are bounded by uvicorn's ws_max_size (`tally serve`).
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+from http import HTTPStatus
+
+from starlette.datastructures import Headers
+from starlette.middleware import Middleware
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.settings import Settings
+
+GRAPHQL_PATH = "/graphql"
+# The webhooks read at most their own MAX_BODY_BYTES (the same 1 MiB) and refuse in
+# their own documented shape, `{"error": {"code", "message"}}` (api/webhooks.py).
+WEBHOOKS_PREFIX = "/webhooks/"
+_BODY_HEADERS = (b"content-type", b"content-length")
+
+
+def http_middleware(settings: Settings) -> list[Middleware]:
+    """Tally's HTTP middleware, outermost first."""
+    return [
+        Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
+        Middleware(GraphQLRefusals),
+    ]
+
+
+def refusal(status: int, code: str, message: str) -> JSONResponse:
+    """A GraphQL-style error body for an HTTP refusal: clients parse one shape."""
+    body = {"errors": [{"message": message, "extensions": {"code": code}}]}
+    return JSONResponse(body, status_code=status)
+
+
+class _BodyRefused(Exception):
+    def __init__(self, response: JSONResponse) -> None:
+        super().__init__(response.body)
+        self.response = response
+
+
+async def _guarded(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+    """Run `app`; when `receive` refuses the body before the response started, answer that."""
+    started = False
+
+    async def watching_send(message: Message) -> None:
+        nonlocal started
+        started = started or message["type"] == "http.response.start"
+        await send(message)
+
+    try:
+        await app(scope, receive, watching_send)
+    except _BodyRefused as refused:
+        if started:
+            raise
+        await refused.response(scope, receive, send)
+
+
+class BodyLimit:
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(WEBHOOKS_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None and not declared.strip().isdigit():
+            await refusal(400, "BAD_REQUEST", "Content-Length is not a number.")(
+                scope, receive, send
+            )
+            return
+        if declared is not None and int(declared) > self.max_bytes:
+            await self.too_large()(scope, receive, send)
+            return
+        await _guarded(self.app, scope, self.counting(receive), send)
+
+    def too_large(self) -> JSONResponse:
+        message = f"Request bodies are at most {self.max_bytes} bytes."
+        return refusal(413, "PAYLOAD_TOO_LARGE", message)
+
+    def counting(self, receive: Receive) -> Receive:
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyRefused(self.too_large())
+            return message
+
+        return counting_receive
+
+
+class GraphQLRefusals:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != GRAPHQL_PATH:
+            await self.app(scope, receive, send)
+            return
+        content_type = Headers(scope=scope).get("content-type", "")
+        if content_type.split(";")[0].strip().lower() == "application/json":
+            receive = _utf8_only(receive)
+        await _guarded(self.app, scope, receive, _json_refusals(send))
+
+
+def _utf8_only(receive: Receive) -> Receive:
+    decoder = codecs.getincrementaldecoder("utf-8")()
+
+    async def checking_receive() -> Message:
+        message = await receive()
+        if message["type"] == "http.request":
+            try:
+                decoder.decode(message.get("body", b""), final=not message.get("more_body"))
+            except UnicodeDecodeError:
+                raise _BodyRefused(
+                    refusal(400, "BAD_REQUEST", "The body is not UTF-8 JSON.")
+                ) from None
+        return message
+
+    return checking_receive
+
+
+def _json_refusals(send: Send) -> Send:
+    """Re-send a plain-text 4xx response as a GraphQL-style JSON error with the same status."""
+    start: Message | None = None
+    text = bytearray()
+
+    async def rewriting_send(message: Message) -> None:
+        nonlocal start
+        if message["type"] == "http.response.start" and _is_plain_refusal(message):
+            start = message
+            return
+        if start is None or message["type"] != "http.response.body":
+            await send(message)
+            return
+        text.extend(message.get("body", b""))
+        if not message.get("more_body", False):
+            await _send_json(send, start, text.decode("utf-8", "replace"))
+
+    return rewriting_send
+
+
+def _is_plain_refusal(start: Message) -> bool:
+    headers = Headers(raw=start.get("headers", []))
+    is_text = headers.get("content-type", "").startswith("text/plain")
+    return 400 <= start["status"] < 500 and is_text
+
+
+async def _send_json(send: Send, start: Message, message: str) -> None:
+    code = HTTPStatus(start["status"]).name
+    body = json.dumps({"errors": [{"message": message, "extensions": {"code": code}}]}).encode()
+    kept = [(k, v) for k, v in start.get("headers", []) if k.lower() not in _BODY_HEADERS]
+    headers = [*kept, (b"content-type", b"application/json"), _length(body)]
+    await send({"type": "http.response.start", "status": start["status"], "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _length(body: bytes) -> tuple[bytes, bytes]:
+    return (b"content-length", str(len(body)).encode())
