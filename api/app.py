@@ -26,7 +26,7 @@ def create_app(
 ) -> Starlette:
     """The Tally app. `manage_database=False` leaves Tortoise and background work to the caller."""
     settings = settings or Settings.from_env()
-    runtime = runtime or Runtime()
+    runtime = runtime or Runtime.from_settings(settings)
     graphql = TallyGraphQL(settings=settings, runtime=runtime)
 
     @contextlib.asynccontextmanager
@@ -36,7 +36,7 @@ def create_app(
             return
         await open_database(settings.database_url)
         try:
-            async with allotment_sweeper(runtime):
+            async with runtime.running(), allotment_sweeper(runtime):
                 yield
         finally:
             await close_database()

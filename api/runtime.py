@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from services.broadcast import Broker, LocalBroker
+from api.settings import Settings
+from services.broadcast import Broker, LocalBroker, RedisBroker
 from services.carrier import Carrier, SimulatedCarrier
 from services.clock import Clock, SystemClock
+from services.live import TokenWatch
 from services.payments import PaymentProvider, SimulatedPaymentProvider
+
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def broker_for(url: str) -> Broker:
+    """`memory://`: events stay in this process; `redis://…`: they reach every process."""
+    if url == "memory://":
+        return LocalBroker()
+    if url.startswith(REDIS_SCHEMES):
+        return RedisBroker(url)
+    raise ValueError(f"TALLY_BROADCAST_URL must be memory:// or redis://…, not {url!r}")
 
 
 @dataclass
@@ -16,3 +31,18 @@ class Runtime:
     carrier: Carrier = field(default_factory=SimulatedCarrier)
     payments: PaymentProvider = field(default_factory=SimulatedPaymentProvider)
     broker: Broker = field(default_factory=LocalBroker)
+    token_watch: TokenWatch = field(default_factory=TokenWatch)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Runtime:
+        return cls(broker=broker_for(settings.broadcast_url))
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Connect the broker for the life of a server process."""
+        await self.broker.start()
+        try:
+            yield
+        finally:
+            await self.token_watch.aclose()
+            await self.broker.stop()

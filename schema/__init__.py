@@ -16,6 +16,7 @@ from schema.inboxes import InboxMutation
 from schema.limits import QueryLimitsExtension
 from schema.members import MemberMutation
 from schema.messages import MessageMutation, MessageQuery
+from schema.subscriptions import Subscription, SubscriptionExecutor
 from schema.tokens import TokenMutation
 from services.errors import TallyError
 
@@ -56,6 +57,8 @@ DOCUMENT_CACHE_SIZE = 512
 schema = TallySchema(
     query=Query,
     mutation=Mutation,
+    subscription=Subscription,
+    execution_context_class=SubscriptionExecutor,
     extensions=[
         lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
         lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 from graphql import ExecutionResult, GraphQLError, OperationDefinitionNode
+from starlette.websockets import WebSocket
 from strawberry.extensions import SchemaExtension
+from strawberry.types.graphql import OperationType
 
 from schema.errors import camel_case
+from services import tokens
 from services.errors import InvalidValue, TallyError
 
 log = logging.getLogger("tally.graphql")
@@ -32,18 +35,27 @@ def _is_introspection_only(extension: SchemaExtension) -> bool:
 class Authentication(SchemaExtension):
     """Refuse every operation without a valid token, except pure introspection (GraphiQL's docs)."""
 
-    def on_execute(self) -> Iterator[None]:
+    async def on_execute(self) -> AsyncIterator[None]:
         context = self.execution_context.context
-        if getattr(context, "principal", None) is None and not _is_introspection_only(self):
-            self.execution_context.result = ExecutionResult(
-                data=None,
-                errors=[
-                    GraphQLError(
-                        "A valid API token is required: send 'Authorization: Bearer <token>'.",
-                        extensions={"code": "UNAUTHENTICATED"},
-                    )
-                ],
+        principal = getattr(context, "principal", None)
+        if (
+            principal is not None
+            and isinstance(getattr(context, "request", None), WebSocket)
+            and not await tokens.is_live(principal.token_id)
+        ):
+            # A websocket's token was checked once, at connection_init; revoking it must
+            # stop the operations sent over the open connection too, at once.
+            context.principal = principal = None
+        if principal is None and not _is_introspection_only(self):
+            error = GraphQLError(
+                "A valid API token is required: send 'Authorization: Bearer <token>'.",
+                extensions={"code": "UNAUTHENTICATED"},
             )
+            if self.execution_context.operation_type is OperationType.SUBSCRIPTION:
+                # Strawberry starts a subscription whatever the result set here; an error
+                # raised here is what it answers instead.
+                raise error
+            self.execution_context.result = ExecutionResult(data=None, errors=[error])
         yield
 
 

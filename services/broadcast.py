@@ -19,7 +19,7 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -42,6 +42,9 @@ class BalanceEvent:
 
     balance: Balance
     entries: Sequence[LedgerEntry]
+    # The broker hands this same object to every subscriber of the process, so what is
+    # derived from it (the GraphQL payload, what a member may see) is built once, here.
+    memo: dict[object, object] = field(default_factory=dict, compare=False, repr=False, hash=False)
 
     @property
     def account_id(self) -> int:
@@ -53,6 +56,14 @@ class BalanceEvent:
 
 
 class Broker(Protocol):
+    async def start(self) -> None:
+        """Connect (a server process calls it once, before serving)."""
+        ...
+
+    async def stop(self) -> None:
+        """Disconnect (after the last connection closed)."""
+        ...
+
     async def publish(self, event: BalanceEvent) -> None:
         """Deliver `event` to the account's subscribers; call only after the change committed."""
         ...
@@ -90,6 +101,12 @@ class LocalBroker:
             raise ValueError("a subscriber queue needs room for a lag marker and an event")
         self._queue_size = queue_size
         self._queues: defaultdict[int, set[asyncio.Queue[BalanceEvent | None]]] = defaultdict(set)
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
 
     async def publish(self, event: BalanceEvent) -> None:
         self.deliver(event.account_id, event)
@@ -156,7 +173,12 @@ class RedisBroker:
     """Publish through Redis; one pattern subscription per process feeds the local fan-out."""
 
     def __init__(self, url: str, queue_size: int = 64) -> None:
-        self._redis = aioredis.from_url(url, health_check_interval=10)
+        # No automatic retries: redis-py would silently reconnect the pub/sub connection and
+        # hide the messages lost meanwhile, which the lag marker exists to reveal. A publish
+        # is on a mutation's path, so connecting gives up after 2 s.
+        self._redis = aioredis.from_url(
+            url, health_check_interval=10, socket_connect_timeout=2, socket_timeout=5
+        )
         self._local = LocalBroker(queue_size)
         self._listener: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
@@ -172,13 +194,18 @@ class RedisBroker:
         await self._redis.aclose()
 
     async def publish(self, event: BalanceEvent) -> None:
-        try:
-            await self._redis.publish(f"{CHANNEL_PREFIX}{event.account_id}", event_to_json(event))
-        except (RedisError, OSError):
-            # The change is committed; subscribers here still learn of it, and other
-            # processes re-read balances when their own connection comes back.
-            log.warning("could not publish a balance event to Redis", exc_info=True)
-            self._local.deliver(event.account_id, event)
+        channel, message = f"{CHANNEL_PREFIX}{event.account_id}", event_to_json(event)
+        # Twice: the first command after a Redis restart meets a pooled connection that died.
+        for attempt in range(2):
+            try:
+                await self._redis.publish(channel, message)
+                return
+            except (RedisError, OSError):
+                if attempt:
+                    # The change is committed; subscribers here still learn of it, and other
+                    # processes re-read balances when their own connection comes back.
+                    log.warning("could not publish a balance event to Redis", exc_info=True)
+                    self._local.deliver(event.account_id, event)
 
     def subscribe(self, account_id: int) -> Subscription:
         return self._local.subscribe(account_id)
