@@ -11,6 +11,7 @@ from starlette.routing import Route, WebSocketRoute
 from api.background import allotment_sweeper
 from api.exports import export_routes
 from api.graphql import TallyGraphQL
+from api.health import health_routes
 from api.limits import http_middleware
 from api.runtime import Runtime
 from api.settings import Settings
@@ -47,7 +48,8 @@ def create_app(
             WebSocketRoute("/graphql", graphql),
             *webhook_routes(settings, runtime),
             *export_routes(settings, runtime),
+            *health_routes(settings),
         ],
-        middleware=http_middleware(settings),
+        middleware=http_middleware(settings, runtime.clock),
         lifespan=lifespan,
     )

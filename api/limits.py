@@ -10,6 +10,10 @@ headers); the webhooks keep their own limit and refusal shape.
 `{"errors": [{"message", "extensions": {"code"}}]}`.
 
 Websocket messages are bounded by uvicorn's ws_max_size (`tally serve`).
+
+`http_middleware` also puts `SecurityHeaders` (nosniff, no-referrer, DENY framing) and
+Starlette's CORS for TALLY_ALLOWED_ORIGINS outermost, so refusals carry them too, then
+the rate limits (api/ratelimit.py).
 """
 
 from __future__ import annotations
@@ -20,21 +24,44 @@ from http import HTTPStatus
 
 from starlette.datastructures import Headers
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.ratelimit import Limits, MemoryCounter, RateLimit, RedisCounter
+from api.runtime import REDIS_SCHEMES
 from api.settings import Settings
+from services.clock import Clock, SystemClock
 
 GRAPHQL_PATH = "/graphql"
 # The webhooks read at most their own MAX_BODY_BYTES (the same 1 MiB) and refuse in
 # their own documented shape, `{"error": {"code", "message"}}` (api/webhooks.py).
 WEBHOOKS_PREFIX = "/webhooks/"
 _BODY_HEADERS = (b"content-type", b"content-length")
+CORS_METHODS = ("GET", "POST", "OPTIONS")
+CORS_HEADERS = ("Authorization", "Content-Type")
+# GraphiQL is a top-level page, so DENY does not break it; it only forbids framing.
+SECURITY_HEADERS = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+)
 
 
-def http_middleware(settings: Settings) -> list[Middleware]:
-    """Tally's HTTP middleware, outermost first."""
+def http_middleware(settings: Settings, clock: Clock | None = None) -> list[Middleware]:
+    """Tally's HTTP middleware, outermost first; `clock` times the rate-limit windows."""
+    limits = Limits(per_token=settings.rate_limit_per_token, per_ip=settings.rate_limit_per_ip)
+    shared = settings.broadcast_url.startswith(REDIS_SCHEMES)
+    counter = RedisCounter(settings.broadcast_url) if shared else MemoryCounter()
     return [
+        Middleware(SecurityHeaders),
+        Middleware(
+            CORSMiddleware,
+            allow_origins=settings.allowed_origins,
+            allow_methods=CORS_METHODS,
+            allow_headers=CORS_HEADERS,
+        ),
+        Middleware(RateLimit, limits=limits, counter=counter, clock=clock or SystemClock()),
         Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
         Middleware(GraphQLRefusals),
     ]
@@ -67,6 +94,28 @@ async def _guarded(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> 
         if started:
             raise
         await refused.response(scope, receive, send)
+
+
+class SecurityHeaders:
+    """Add SECURITY_HEADERS to every HTTP response that does not set them itself."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def sending_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers += [(k, v) for k, v in SECURITY_HEADERS if k not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, sending_headers)
 
 
 class BodyLimit:

@@ -40,6 +40,8 @@ class Settings:
     max_query_aliases: int = 30
     max_query_tokens: int = 10_000
     max_body_bytes: int = 1024 * 1024
+    rate_limit_per_token: int = 1200
+    rate_limit_per_ip: int = 120
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -58,6 +60,10 @@ class Settings:
             max_query_aliases=_int(env.get("TALLY_MAX_QUERY_ALIASES"), defaults.max_query_aliases),
             max_query_tokens=_int(env.get("TALLY_MAX_QUERY_TOKENS"), defaults.max_query_tokens),
             max_body_bytes=_int(env.get("TALLY_MAX_BODY_BYTES"), defaults.max_body_bytes),
+            rate_limit_per_token=_int(
+                env.get("TALLY_RATE_LIMIT_PER_TOKEN"), defaults.rate_limit_per_token
+            ),
+            rate_limit_per_ip=_int(env.get("TALLY_RATE_LIMIT_PER_IP"), defaults.rate_limit_per_ip),
         )
 
     def warn_about_defaults(self) -> None:

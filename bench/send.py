@@ -226,6 +226,9 @@ class Bench:
             "TALLY_DATABASE_URL": self.database_url("tally.db"),
             "TALLY_SECRET_KEY": "bench-secret",
             "TALLY_WEBHOOK_SECRET": "bench-webhook-secret",
+            # One token from one IP on purpose: the rate limits would measure themselves.
+            "TALLY_RATE_LIMIT_PER_TOKEN": "1000000000",
+            "TALLY_RATE_LIMIT_PER_IP": "1000000000",
         }
         created = json.loads(
             subprocess.run(

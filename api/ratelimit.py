@@ -1,0 +1,216 @@
+"""Rate limits per token and per IP, as pure ASGI middleware (RULES.md "Limits").
+
+Fixed one-minute windows. A /graphql request with a bearer token counts against the
+token (TALLY_RATE_LIMIT_PER_TOKEN), keyed by the SHA-256 of its secret, so no database
+is read here; any other request counts against its IP (TALLY_RATE_LIMIT_PER_IP). Every
+request also counts against its IP with a ceiling of IP_CEILING_FACTOR x the token
+limit, so rotating made-up tokens cannot flood. Over a limit: 429, `Retry-After` and
+`{"errors": [{"message", "extensions": {"code": "RATE_LIMITED"}}]}`.
+
+Signed webhooks are never counted; a 401 (bad signature) from /webhooks/* counts against
+the IP, and an IP over its limit is refused there before its body is read.
+
+Counters live in memory (one window's keys at a time), or in Redis when
+TALLY_BROADCAST_URL is redis://…, shared by every process; when Redis fails the
+request is let through and the failure logged (once a window).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.graphql import bearer_secret
+from services.clock import Clock
+
+log = logging.getLogger("tally")
+
+WINDOW_SECONDS = 60
+IP_CEILING_FACTOR = 5
+KEY_PREFIX = "tally:ratelimit"
+GRAPHQL_PATH = "/graphql"
+WEBHOOKS_PREFIX = "/webhooks/"
+UNLIMITED_PATHS = frozenset({"/healthz", "/readyz"})
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Requests a window: per token, per IP without a token; the IP ceiling follows."""
+
+    per_token: int
+    per_ip: int
+
+    @property
+    def ip_ceiling(self) -> int:
+        return self.per_token * IP_CEILING_FACTOR
+
+
+class Counter(Protocol):
+    async def hit(self, keys: Sequence[str], window: int) -> list[int]:
+        """Add one to each key in this window; the new counts."""
+        ...
+
+    async def peek(self, key: str, window: int) -> int:
+        """The key's count in this window."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class MemoryCounter:
+    """This process's counters; a new window drops the old one's keys."""
+
+    def __init__(self) -> None:
+        self._window = -1
+        self._counts: dict[str, int] = {}
+
+    async def hit(self, keys: Sequence[str], window: int) -> list[int]:
+        self._roll(window)
+        for key in keys:
+            self._counts[key] = self._counts.get(key, 0) + 1
+        return [self._counts[key] for key in keys]
+
+    async def peek(self, key: str, window: int) -> int:
+        self._roll(window)
+        return self._counts.get(key, 0)
+
+    async def aclose(self) -> None:
+        return None
+
+    def _roll(self, window: int) -> None:
+        if window != self._window:
+            self._window = window
+            self._counts = {}
+
+
+class RedisCounter:
+    """Counters shared by every process: INCR + EXPIRE in one pipeline."""
+
+    def __init__(self, url: str) -> None:
+        # On every request's path: fail fast, then fail open.
+        self._redis = aioredis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+
+    async def hit(self, keys: Sequence[str], window: int) -> list[int]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                name = _name(key, window)
+                pipe.incr(name)
+                pipe.expire(name, 2 * WINDOW_SECONDS)
+            results = await pipe.execute()
+        return [int(count) for count in results[::2]]
+
+    async def peek(self, key: str, window: int) -> int:
+        count = await self._redis.get(_name(key, window))
+        return int(count or 0)
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+
+def _name(key: str, window: int) -> str:
+    return f"{KEY_PREFIX}:{window}:{key}"
+
+
+class RateLimit:
+    def __init__(self, app: ASGIApp, *, limits: Limits, counter: Counter, clock: Clock) -> None:
+        self.app = app
+        self.limits = limits
+        self.counter = counter
+        self.clock = clock
+        self._warned_window = -1
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                await self.counter.aclose()
+            return
+        if scope["type"] != "http" or scope["path"] in UNLIMITED_PATHS:
+            await self.app(scope, receive, send)
+            return
+        now = self.clock.now().timestamp()
+        if scope["path"].startswith(WEBHOOKS_PREFIX):
+            await self.webhook(scope, receive, send, now)
+            return
+        checks = self.checks(scope)
+        counts = await self.hit([key for key, _ in checks], now)
+        if any(count > limit for count, (_, limit) in zip(counts, checks, strict=True)):
+            await _too_many(now)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def checks(self, scope: Scope) -> list[tuple[str, int]]:
+        """(key, limit) pairs this request counts against."""
+        ip = _client_ip(scope)
+        secret = None
+        if scope["path"] == GRAPHQL_PATH:
+            secret = bearer_secret(Headers(scope=scope).get("authorization"))
+        if secret is None:
+            own = (f"anon:{ip}", self.limits.per_ip)
+        else:
+            own = (f"token:{hashlib.sha256(secret.encode()).hexdigest()}", self.limits.per_token)
+        return [(f"ip:{ip}", self.limits.ip_ceiling), own]
+
+    async def webhook(self, scope: Scope, receive: Receive, send: Send, now: float) -> None:
+        """Signed webhooks pass uncounted; a bad signature (401) counts against the IP."""
+        key = f"anon:{_client_ip(scope)}"
+        if await self.peek(key, now) >= self.limits.per_ip:
+            await _too_many(now)(scope, receive, send)
+            return
+        status = 0
+
+        async def watching_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, watching_send)
+        if status == 401:
+            await self.hit([key], now)
+
+    async def hit(self, keys: Sequence[str], now: float) -> list[int]:
+        try:
+            return await self.counter.hit(keys, _window(now))
+        except (RedisError, OSError):
+            self._failed_open(now)
+            return [0] * len(keys)
+
+    async def peek(self, key: str, now: float) -> int:
+        try:
+            return await self.counter.peek(key, _window(now))
+        except (RedisError, OSError):
+            self._failed_open(now)
+            return 0
+
+    def _failed_open(self, now: float) -> None:
+        if self._warned_window != _window(now):
+            self._warned_window = _window(now)
+            log.warning("Rate limit counters unavailable: letting requests through", exc_info=True)
+
+
+def _window(now: float) -> int:
+    return int(now // WINDOW_SECONDS)
+
+
+def _client_ip(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+def _too_many(now: float) -> JSONResponse:
+    retry_after = max(1, math.ceil((_window(now) + 1) * WINDOW_SECONDS - now))
+    message = f"Too many requests: try again in {retry_after} s."
+    body = {"errors": [{"message": message, "extensions": {"code": "RATE_LIMITED"}}]}
+    return JSONResponse(body, status_code=429, headers={"Retry-After": str(retry_after)})
