@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck unit schema migrations bench bench-send clean
+.PHONY: install run test lint typecheck unit schema migrations bench bench-send bench-fanout clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Tally needs Python 3.11+"'
@@ -50,7 +50,13 @@ migrations: install
 bench-send: install
 	$(BIN)/python bench/send.py
 
-bench: bench-send
+# Live balances: 1,000 websocket subscribers of one account, a change every 100 ms, on one
+# process (SQLite), on 4 workers (PostgreSQL + Redis at 127.0.0.1) and a 150 s soak; about 4.5
+# minutes. Results and how to read them: docs/benchmarks.md ("Live balances").
+bench-fanout: install
+	$(BIN)/python bench/fanout.py
+
+bench: bench-send bench-fanout
 
 clean:
 	rm -rf $(VENV) var

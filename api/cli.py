@@ -44,12 +44,12 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         workers=args.workers,
         timeout_graceful_shutdown=10,
         ws_max_size=1024 * 1024,
-        # Ping frames keep idle websockets open through proxies (graphql-transport-ws has no
-        # keep-alive of its own) and drop peers that stopped answering; docs/live-balances.md.
+        # Ping frames keep idle websockets open through proxies (graphql-transport-ws leaves
+        # pings to its clients) and drop peers that stopped answering; docs/live-balances.md.
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
         # Balance events are a few hundred bytes: compressing each one for each subscriber
-        # cost 0.25 cores and 45 MB per 1,000 subscribers (docs/benchmarks.md).
+        # doubled the fan-out's delays and held 45 MB per 1,000 sockets (docs/benchmarks.md).
         ws_per_message_deflate=False,
     )
     return 0

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -467,9 +468,8 @@ async def test_a_client_that_stops_reading_holds_up_nobody(
 ) -> None:
     token = account.token.secret
     sock = tiny_receive_buffer()
-    await asyncio.get_running_loop().sock_connect(
-        sock, ("127.0.0.1", int(live.ws_url.split(":")[2].split("/")[0]))
-    )
+    port = urlsplit(live.ws_url).port
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
     async with (
         transport_ws(live.ws_url, token) as fast,
         transport_ws(live.ws_url, token, sock=sock, max_queue=1, compression=None) as slow,
