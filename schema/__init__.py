@@ -41,8 +41,12 @@ class TallySchema(strawberry.Schema):
     ) -> None:
         # A NOT_FOUND id, a bad argument or a FORBIDDEN field is an answer, not an incident:
         # logging each with a traceback would bury the errors that are.
+        # Parse, validation, limit and authentication refusals carry no original error.
         unexpected = [
-            e for e in errors if not isinstance(e.original_error, TallyError | GraphQLError)
+            e
+            for e in errors
+            if e.original_error is not None
+            and not isinstance(e.original_error, TallyError | GraphQLError)
         ]
         super().process_errors(unexpected, execution_context)
 

@@ -77,3 +77,15 @@ async def test_a_new_token_works_and_is_shown_once(api: Api, account: NewAccount
     assert created["userErrors"] == []
     assert created["token"].startswith("tly_")
     assert (await api(VIEWER, token=created["token"]))["data"]["viewer"]["name"] == "Ada"
+
+
+async def test_refused_requests_are_not_logged_as_errors(
+    api: Api, account: NewAccount, caplog: pytest.LogCaptureFixture
+) -> None:
+    # given a request without a token, one with a syntax error and one with an unknown field
+    with caplog.at_level("ERROR"):
+        await api(VIEWER, token=None)
+        await api("{ viewer { ", token=account.token.secret)
+        await api("{ viewer { nope } }", token=account.token.secret)
+    # then none of them is an incident in the server's log
+    assert [r for r in caplog.records if r.levelname == "ERROR"] == []
