@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck unit schema migrations bench bench-send bench-fanout clean
+.PHONY: install run test lint typecheck unit schema migrations bench bench-send bench-usage bench-fanout clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Tally needs Python 3.11+"'
@@ -50,13 +50,19 @@ migrations: install
 bench-send: install
 	$(BIN)/python bench/send.py
 
+# Usage reports: Account.usage over HTTP against a plain GROUP BY, 1,000,000 seeded messages,
+# on SQLite and (when it answers at 127.0.0.1:5432) PostgreSQL; about 2.5 minutes.
+# Results and how to read them: docs/benchmarks.md ("Usage reports").
+bench-usage: install
+	$(BIN)/python bench/usage.py
+
 # Live balances: 1,000 websocket subscribers of one account, a change every 100 ms, on one
 # process (SQLite), on 4 workers (PostgreSQL + Redis at 127.0.0.1) and a 150 s soak; about 4.5
 # minutes. Results and how to read them: docs/benchmarks.md ("Live balances").
 bench-fanout: install
 	$(BIN)/python bench/fanout.py
 
-bench: bench-send bench-fanout
+bench: bench-send bench-usage bench-fanout
 
 clean:
 	rm -rf $(VENV) var
