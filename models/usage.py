@@ -25,7 +25,20 @@ from models.accounts import Account, Inbox
 FIGURES = ("segments_sent", "segments_received", "messages_sent", "messages_received")
 
 
-class UsageDay(Model):
+class UsageFigures(Model):
+    """The four sums every rollup row carries."""
+
+    # Plain INTEGER: PostgreSQL sums them to bigint (a Python int), never to numeric.
+    segments_sent = fields.IntField(default=0)
+    segments_received = fields.IntField(default=0)
+    messages_sent = fields.IntField(default=0)
+    messages_received = fields.IntField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+class UsageDay(UsageFigures):
     id = fields.BigIntField(primary_key=True)
     account: fields.ForeignKeyRelation[Account] = fields.ForeignKeyField(
         "models.Account", related_name="usage_days", on_delete=fields.RESTRICT
@@ -36,11 +49,6 @@ class UsageDay(Model):
     )
     inbox_id: int
     day = fields.DateField()
-    # Plain INTEGER: PostgreSQL sums them to bigint (a Python int), never to numeric.
-    segments_sent = fields.IntField(default=0)
-    segments_received = fields.IntField(default=0)
-    messages_sent = fields.IntField(default=0)
-    messages_received = fields.IntField(default=0)
 
     class Meta:
         table = "usage_day"
@@ -50,7 +58,7 @@ class UsageDay(Model):
         indexes = (("account_id", "inbox_id", "day", *FIGURES),)
 
 
-class UsageMonth(Model):
+class UsageMonth(UsageFigures):
     """The same sums per calendar month: MONTH and ALL reports read a thirtieth of the rows."""
 
     id = fields.BigIntField(primary_key=True)
@@ -64,10 +72,6 @@ class UsageMonth(Model):
     inbox_id: int
     # The first day of the month.
     month = fields.DateField()
-    segments_sent = fields.IntField(default=0)
-    segments_received = fields.IntField(default=0)
-    messages_sent = fields.IntField(default=0)
-    messages_received = fields.IntField(default=0)
 
     class Meta:
         table = "usage_month"
@@ -76,7 +80,7 @@ class UsageMonth(Model):
         indexes = (("account_id", "month", "inbox_id", *FIGURES),)
 
 
-class UsageAccountDay(Model):
+class UsageAccountDay(UsageFigures):
     """The account's day: ``usage_day`` summed over its inboxes, for reports without groups."""
 
     id = fields.BigIntField(primary_key=True)
@@ -85,10 +89,6 @@ class UsageAccountDay(Model):
     )
     account_id: int
     day = fields.DateField()
-    segments_sent = fields.IntField(default=0)
-    segments_received = fields.IntField(default=0)
-    messages_sent = fields.IntField(default=0)
-    messages_received = fields.IntField(default=0)
 
     class Meta:
         table = "usage_account_day"
