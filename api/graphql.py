@@ -19,6 +19,7 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.types.unset import UnsetType
 
+from api.access_log import request_state
 from api.context import Context
 from api.runtime import Runtime
 from api.settings import Settings
@@ -75,6 +76,8 @@ class TallyGraphQL(GraphQL[Context, None]):
         principal = None
         if isinstance(request, Request):
             principal = await principal_for(request.headers.get("authorization"))
+            if principal is not None:
+                request_state(request.scope)["account_id"] = principal.account_id
         return Context(
             request=request,
             response=response,

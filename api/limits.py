@@ -28,6 +28,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.access_log import AccessLog
 from api.ratelimit import Limits, MemoryCounter, RateLimit, RedisCounter
 from api.runtime import REDIS_SCHEMES
 from api.settings import Settings
@@ -54,6 +55,7 @@ def http_middleware(settings: Settings, clock: Clock | None = None) -> list[Midd
     shared = settings.broadcast_url.startswith(REDIS_SCHEMES)
     counter = RedisCounter(settings.broadcast_url) if shared else MemoryCounter()
     return [
+        Middleware(AccessLog),
         Middleware(SecurityHeaders),
         Middleware(
             CORSMiddleware,

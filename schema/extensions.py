@@ -59,7 +59,7 @@ class Authentication(SchemaExtension):
         yield
 
 
-def coded(error: GraphQLError) -> GraphQLError:
+def coded(error: GraphQLError, *, request_id: str | None = None) -> GraphQLError:
     """Give a domain error its contract code; hide anything unexpected behind a generic message."""
     original = error.original_error
     if original is None or isinstance(original, GraphQLError):
@@ -74,12 +74,13 @@ def coded(error: GraphQLError) -> GraphQLError:
             original_error=original,
             extensions={"code": original.code},
         )
-    log.error("unexpected error in %s", error.path, exc_info=original)
+    # The request id ties the client's report to this log line.
+    log.error("unexpected error in %s (request %s)", error.path, request_id, exc_info=original)
+    extensions: dict[str, object] = {"code": "INTERNAL_SERVER_ERROR"}
+    if request_id is not None:
+        extensions["requestId"] = request_id
     return GraphQLError(
-        "Internal server error.",
-        nodes=error.nodes,
-        path=error.path,
-        extensions={"code": "INTERNAL_SERVER_ERROR"},
+        "Internal server error.", nodes=error.nodes, path=error.path, extensions=extensions
     )
 
 
@@ -98,7 +99,12 @@ def _bad_argument(error: GraphQLError, original: InvalidValue) -> GraphQLError:
 
 class ErrorCodes(SchemaExtension):
     def on_execute(self) -> Iterator[None]:
+        scope = getattr(getattr(self.execution_context.context, "request", None), "scope", {})
+        state = scope.get("state", {}) if scope.get("type") == "http" else {}
+        # For the access log (api/access_log.py): which operation this request ran.
+        state["operation"] = self.execution_context.operation_name
         yield
         result = self.execution_context.result
         if isinstance(result, ExecutionResult) and result.errors:
-            result.errors = [coded(error) for error in result.errors]
+            request_id = state.get("request_id")
+            result.errors = [coded(error, request_id=request_id) for error in result.errors]
