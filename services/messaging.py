@@ -107,25 +107,7 @@ async def send_message(
 ) -> Sent:
     """Charge and send an SMS from one of the actor's inboxes."""
     outbound = await _prepare(actor, inbox_id, to, body, idempotency_key, region)
-    try:
-        stored = await _store(outbound, clock=clock)
-    except _AllotmentDue:
-        # A new month is a change of its own, announced before the send's.
-        change = await catch_up(actor.account_id, clock=clock)
-        if change is not None:
-            await announce(broker, change)
-        stored = await _store(outbound, clock=clock)
-    except InsufficientCredits:
-        # Recharge (or wait for a recharge already running), then try once more: the
-        # second attempt is refused in turn if the credits still fall short.
-        await maybe_auto_recharge(
-            account_id=actor.account_id,
-            clock=clock,
-            provider=provider,
-            broker=broker,
-            required=outbound.cost.credits,
-        )
-        stored = await _store(outbound, clock=clock)
+    stored = await _store_when_payable(outbound, clock=clock, provider=provider, broker=broker)
     if isinstance(stored, Sent):
         return stored
     message, change, account = stored
@@ -158,6 +140,37 @@ async def _prepare(
         key=None if key is None else idempotency.clean_key(key),
         digest=idempotency.fingerprint({"inbox": inbox.id, "to": to_number, "body": body}),
     )
+
+
+async def _store_when_payable(
+    outbound: Outbound, *, clock: Clock, provider: PaymentProvider, broker: Broker
+) -> Sent | tuple[Message, Change, Account]:
+    """Store the send, first granting a due month and, once, auto-recharging a shortfall.
+
+    A month can start, or a recharge complete, between any two attempts (the recharge
+    may wait for another request's charge), so each attempt re-checks both. A new month
+    is granted at most once per attempt; the second shortfall is final.
+    """
+    recharged = False
+    while True:
+        try:
+            return await _store(outbound, clock=clock)
+        except _AllotmentDue:
+            # A new month is a change of its own, announced before the send's.
+            change = await catch_up(outbound.actor.account_id, clock=clock)
+            if change is not None:
+                await announce(broker, change)
+        except InsufficientCredits:
+            if recharged:
+                raise
+            recharged = True
+            await maybe_auto_recharge(
+                account_id=outbound.actor.account_id,
+                clock=clock,
+                provider=provider,
+                broker=broker,
+                required=outbound.cost.credits,
+            )
 
 
 class _AllotmentDue(Exception):
