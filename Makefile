@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck unit schema migrations bench bench-send bench-usage bench-fanout clean
+.PHONY: install run test lint typecheck unit schema migrations bench bench-send bench-usage bench-fanout bench-load clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Tally needs Python 3.11+"'
@@ -62,7 +62,14 @@ bench-usage: install
 bench-fanout: install
 	$(BIN)/python bench/fanout.py
 
-bench: bench-send bench-usage bench-fanout
+# Load test: one account's SPA traffic (sends, queries, webhooks, 26 subscribers, a runaway
+# token) at 5x its expected rate for 60 s, on SQLite and on 2 workers with PostgreSQL + Redis
+# (when they answer at 127.0.0.1); checks every ledger entry after; 3 to 8 minutes.
+# Results and how to read them: docs/benchmarks.md ("Load test").
+bench-load: install
+	$(BIN)/python bench/load.py
+
+bench: bench-send bench-usage bench-fanout bench-load
 
 clean:
 	rm -rf $(VENV) var
