@@ -6,10 +6,25 @@ revoked token closes the connection with 4403 within `REVOCATION_CHECK_SECONDS`
 (schema/extensions.py). Idle connections are kept alive by pings: uvicorn's
 websocket ping frames (both protocols, `tally serve`), and the legacy graphql-ws
 protocol's own "ka" messages, which its clients expect.
+
+Every operation sent over a websocket (a subscribe or start message) counts against
+the rate limit of its connection's token, with HTTP requests (api/ratelimit.py), and
+a connection runs at most MAX_OPERATIONS_PER_CONNECTION at once. An operation refused
+for either gets an error message for its id, coded RATE_LIMITED (with `retryAfter`
+seconds) or TOO_MANY_OPERATIONS; the connection stays open. Malformed messages close a
+graphql-transport-ws connection with 4400. The legacy protocol has no such close code:
+it answers a JSON message it cannot use with a `connection_error` message, as the
+subscriptions-transport-ws server does, and (Strawberry's choice) ignores text that is
+not JSON and closes with 1002 on a binary message.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -17,10 +32,25 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
+    Message as TransportMessage,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.types import SubscribeMessage
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.types import (
+    ConnectionInitMessage,
+    OperationMessage,
+    StartMessage,
+)
 from strawberry.types.unset import UnsetType
 
-from api.access_log import request_state
+from api.access_log import count_operation, request_state
 from api.context import Context
+from api.ratelimit import CODE as RATE_LIMITED
+from api.ratelimit import bearer_secret, operation_limiter, too_many_message
 from api.runtime import Runtime
 from api.settings import Settings
 from schema import schema
@@ -30,25 +60,140 @@ from services.access import Principal
 # subscriptions-transport-ws clients drop a connection after 30 s without a "ka".
 LEGACY_KEEP_ALIVE_SECONDS = 15.0
 REVOKED_CLOSE_CODE = 4403
+TOO_MANY_INITIALISATIONS_CLOSE_CODE = 4429
 UNWATCH = "tally.unwatch_token"
+# Subscriptions, queries and mutations in flight on one connection. The SPA runs one or
+# two; the cap bounds what a connection can hold (tasks, documents, broker queues).
+MAX_OPERATIONS_PER_CONNECTION = 100
+TOO_MANY_OPERATIONS = "TOO_MANY_OPERATIONS"
+# Clients use counters or UUIDs; an id is echoed in every message of its operation.
+MAX_OPERATION_ID_LENGTH = 128
+OPERATION_MESSAGES = frozenset({"subscribe", "start"})
+ID_MESSAGES = frozenset({"complete", "stop"})
+LEGACY_MESSAGES = frozenset({"connection_init", "connection_terminate", "start", "stop"})
 
 
-def bearer_secret(header: object) -> str | None:
-    """The secret of an `Authorization: Bearer <secret>` value, or None."""
-    if not isinstance(header, str):
-        return None
-    scheme, _, secret = header.strip().partition(" ")
-    if scheme.lower() != "bearer" or not secret.strip():
-        return None
-    return secret.strip()
+def connection_secret(params: Mapping[str, object] | None) -> str | None:
+    """The bearer secret of a websocket's connection_init payload, or None."""
+    params = params or {}
+    return bearer_secret(params.get("authorization") or params.get("Authorization"))
 
 
-async def principal_for(header: object) -> Principal | None:
-    secret = bearer_secret(header)
+async def principal_for(secret: str | None) -> Principal | None:
     return None if secret is None else await tokens.authenticate(secret)
 
 
+def message_problem(message: object) -> str | None:
+    """What makes a client's websocket message malformed, or None when nothing does."""
+    if not isinstance(message, dict):
+        return "Messages must be JSON objects."
+    kind = message.get("type")
+    if not isinstance(kind, str):
+        return "Messages need a string 'type'."
+    if kind not in OPERATION_MESSAGES | ID_MESSAGES:
+        return None
+    op_id = message.get("id")
+    if not isinstance(op_id, str) or len(op_id) > MAX_OPERATION_ID_LENGTH:
+        return f"An operation 'id' is a string of at most {MAX_OPERATION_ID_LENGTH} characters."
+    if kind in OPERATION_MESSAGES:
+        return _payload_problem(message.get("payload"))
+    return None
+
+
+def _payload_problem(payload: object) -> str | None:
+    if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
+        return "An operation's 'payload' is an object with a string 'query'."
+    if not isinstance(payload.get("variables", {}), dict | None):
+        return "An operation's 'variables' are an object."
+    if not isinstance(payload.get("operationName", ""), str | None):
+        return "An operation's 'operationName' is a string."
+    return None
+
+
+async def refusal(context: Context, *, running: int) -> GraphQLError | None:
+    """Why an operation sent over a websocket may not start now, or None when it may."""
+    scope = context.request.scope
+    count_operation(scope)
+    limiter = operation_limiter(scope)
+    wait = None
+    if limiter is not None:
+        wait = await limiter.admit(connection_secret(context.connection_params))
+    if wait is not None:
+        extensions = {"code": RATE_LIMITED, "retryAfter": wait}
+        return GraphQLError(too_many_message(wait), extensions=extensions)
+    if running >= MAX_OPERATIONS_PER_CONNECTION:
+        message = (
+            f"A connection runs at most {MAX_OPERATIONS_PER_CONNECTION} operations at once:"
+            " complete one first."
+        )
+        extensions = {"code": TOO_MANY_OPERATIONS, "maximum": MAX_OPERATIONS_PER_CONNECTION}
+        return GraphQLError(message, extensions=extensions)
+    return None
+
+
+class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
+    """graphql-transport-ws, with malformed messages closed 4400 and operations limited."""
+
+    async def handle_message(self, message: TransportMessage) -> None:
+        problem = message_problem(message)
+        if problem is not None:
+            await self.handle_invalid_message(problem)
+            return
+        await super().handle_message(message)
+
+    async def handle_subscribe(self, message: SubscribeMessage) -> None:
+        # Before connection_ack (4401) and for an id in use (4409) Strawberry closes.
+        if self.connection_acknowledged and message["id"] not in self.operations:
+            refused = await refusal(self.context, running=len(self.operations))
+            if refused is not None:
+                await self.send_message(
+                    {"id": message["id"], "type": "error", "payload": [refused.formatted]}
+                )
+                return
+        await super().handle_subscribe(message)
+
+
+class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
+    """graphql-ws (subscriptions-transport-ws), with malformed messages answered and
+    operations limited."""
+
+    async def handle_message(self, message: OperationMessage) -> None:
+        problem = message_problem(message)
+        if problem is None and message["type"] not in LEGACY_MESSAGES:
+            problem = f"Unknown message type: {message['type'][:MAX_OPERATION_ID_LENGTH]}"
+        if problem is not None:
+            await self.send_message({"type": "connection_error", "payload": {"message": problem}})
+            return
+        await super().handle_message(message)
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        if self.connection_acknowledged:
+            # As graphql-transport-ws does; Strawberry would authenticate (and watch the
+            # token, and start a keep-alive) once more, leaking the first.
+            reason = "Too many initialisation requests"
+            await self.send_message({"type": "connection_error", "payload": {"message": reason}})
+            await self.websocket.close(code=TOO_MANY_INITIALISATIONS_CLOSE_CODE, reason=reason)
+            return
+        await super().handle_connection_init(message)
+
+    async def handle_start(self, message: StartMessage) -> None:
+        # Before connection_ack Strawberry closes 4401; a start with an id in use
+        # replaces that operation, so it does not count as one more.
+        if self.connection_acknowledged:
+            running = len(self.tasks) - (message["id"] in self.tasks)
+            refused = await refusal(self.context, running=running)
+            if refused is not None:
+                await self.send_message(
+                    {"type": "error", "id": message["id"], "payload": refused.formatted}
+                )
+                return
+        await super().handle_start(message)
+
+
 class TallyGraphQL(GraphQL[Context, None]):
+    graphql_transport_ws_handler_class = TransportWSHandler
+    graphql_ws_handler_class = LegacyWSHandler
+
     def __init__(self, *, settings: Settings, runtime: Runtime) -> None:
         super().__init__(
             schema,
@@ -57,6 +202,7 @@ class TallyGraphQL(GraphQL[Context, None]):
             subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
             keep_alive=True,
             keep_alive_interval=LEGACY_KEEP_ALIVE_SECONDS,
+            max_subscriptions_per_connection=MAX_OPERATIONS_PER_CONNECTION,
         )
         self.settings = settings
         self.runtime = runtime
@@ -70,12 +216,23 @@ class TallyGraphQL(GraphQL[Context, None]):
             if unwatch is not None:
                 unwatch()
 
+    def decode_json(self, data: str | bytes) -> object:
+        # JSON between systems is UTF-8 (RFC 8259). json.loads would guess UTF-16 or -32
+        # from the first bytes, and let a UnicodeDecodeError through (a 500); as a
+        # JSONDecodeError it is Strawberry's 400 "Unable to parse request body as JSON".
+        if isinstance(data, bytes):
+            try:
+                data = data.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise json.JSONDecodeError("Not UTF-8", "", error.start) from None
+        return json.loads(data)
+
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
         principal = None
         if isinstance(request, Request):
-            principal = await principal_for(request.headers.get("authorization"))
+            principal = await principal_for(bearer_secret(request.headers.get("authorization")))
             if principal is not None:
                 request_state(request.scope)["account_id"] = principal.account_id
         return Context(
@@ -86,14 +243,14 @@ class TallyGraphQL(GraphQL[Context, None]):
             principal=principal,
         )
 
-    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
-        params = context.connection_params or {}
-        principal = await principal_for(params.get("authorization") or params.get("Authorization"))
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, Any] | None:
+        principal = await principal_for(connection_secret(context.connection_params))
         if principal is None:
             raise ConnectionRejectionError({"code": "UNAUTHENTICATED"})
         context.principal = principal
         websocket = context.request
         if isinstance(websocket, WebSocket):
+            request_state(websocket.scope)["account_id"] = principal.account_id
 
             async def close() -> None:
                 await websocket.close(code=REVOKED_CLOSE_CODE, reason="Token revoked")

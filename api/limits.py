@@ -4,12 +4,14 @@
 Content-Length and again while counting the received chunks (chunked bodies, lying
 headers); the webhooks keep their own limit and refusal shape.
 
-`GraphQLRefusals` keeps the refusals of /graphql JSON. A body that is not UTF-8 is a
-400 (Strawberry's json.loads would raise: a 500). Strawberry's plain-text 4xx answers
-(bad JSON, wrong content type, a mutation over GET) are re-sent, same status, as
+`GraphQLRefusals` keeps the refusals of /graphql JSON: Strawberry's plain-text 4xx
+answers (bad JSON, a body that is not UTF-8 (api/graphql.py `decode_json`), wrong
+content type, a mutation over GET) are re-sent, same status, as
 `{"errors": [{"message", "extensions": {"code"}}]}`.
 
-Websocket messages are bounded by uvicorn's ws_max_size (`tally serve`).
+`WebSocketMessageLimit` closes a websocket with 1009 (message too big) when a message
+is over the same TALLY_MAX_BODY_BYTES, whatever the ASGI server; `tally serve` also sets
+uvicorn's ws_max_size to it, which refuses such frames before they are even buffered.
 
 `http_middleware` also puts `SecurityHeaders` (nosniff, no-referrer, DENY framing) and
 Starlette's CORS for TALLY_ALLOWED_ORIGINS outermost, so refusals carry them too, then
@@ -18,7 +20,6 @@ the rate limits (api/ratelimit.py).
 
 from __future__ import annotations
 
-import codecs
 import json
 from http import HTTPStatus
 
@@ -39,6 +40,7 @@ GRAPHQL_PATH = "/graphql"
 # their own documented shape, `{"error": {"code", "message"}}` (api/webhooks.py).
 WEBHOOKS_PREFIX = "/webhooks/"
 _BODY_HEADERS = (b"content-type", b"content-length")
+MESSAGE_TOO_BIG = 1009
 CORS_METHODS = ("GET", "POST", "OPTIONS")
 CORS_HEADERS = ("Authorization", "Content-Type")
 # GraphiQL is a top-level page, so DENY does not break it; it only forbids framing.
@@ -65,6 +67,7 @@ def http_middleware(settings: Settings, clock: Clock | None = None) -> list[Midd
         ),
         Middleware(RateLimit, limits=limits, counter=counter, clock=clock or SystemClock()),
         Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
+        Middleware(WebSocketMessageLimit, max_bytes=settings.max_body_bytes),
         Middleware(GraphQLRefusals),
     ]
 
@@ -159,6 +162,48 @@ class BodyLimit:
         return counting_receive
 
 
+class WebSocketMessageLimit:
+    """Close a websocket with 1009 when a message is over `max_bytes`; the app sees a disconnect."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            await self.app(scope, receive, send)
+            return
+        closed = False
+
+        async def limited_receive() -> Message:
+            nonlocal closed
+            message = await receive()
+            if message["type"] == "websocket.receive" and self.too_big(message):
+                closed = True
+                reason = f"Messages are at most {self.max_bytes} bytes."
+                await send({"type": "websocket.close", "code": MESSAGE_TOO_BIG, "reason": reason})
+                return {"type": "websocket.disconnect", "code": MESSAGE_TOO_BIG}
+            return message
+
+        async def open_send(message: Message) -> None:
+            # Once closed here, the app's last words (a late event, its own close) have
+            # nobody to go to; the server would refuse them with an error.
+            if not closed:
+                await send(message)
+
+        await self.app(scope, limited_receive, open_send)
+
+    def too_big(self, message: Message) -> bool:
+        data: bytes | None = message.get("bytes")
+        if data is not None:
+            return len(data) > self.max_bytes
+        text: str = message.get("text") or ""
+        # A character is 1 to 4 bytes of UTF-8: encode only when the length cannot tell.
+        if len(text) * 4 <= self.max_bytes:
+            return False
+        return len(text) > self.max_bytes or len(text.encode()) > self.max_bytes
+
+
 class GraphQLRefusals:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -167,27 +212,7 @@ class GraphQLRefusals:
         if scope["type"] != "http" or scope["path"] != GRAPHQL_PATH:
             await self.app(scope, receive, send)
             return
-        content_type = Headers(scope=scope).get("content-type", "")
-        if content_type.split(";")[0].strip().lower() == "application/json":
-            receive = _utf8_only(receive)
-        await _guarded(self.app, scope, receive, _json_refusals(send))
-
-
-def _utf8_only(receive: Receive) -> Receive:
-    decoder = codecs.getincrementaldecoder("utf-8")()
-
-    async def checking_receive() -> Message:
-        message = await receive()
-        if message["type"] == "http.request":
-            try:
-                decoder.decode(message.get("body", b""), final=not message.get("more_body"))
-            except UnicodeDecodeError:
-                raise _BodyRefused(
-                    refusal(400, "BAD_REQUEST", "The body is not UTF-8 JSON.")
-                ) from None
-        return message
-
-    return checking_receive
+        await self.app(scope, receive, _json_refusals(send))
 
 
 def _json_refusals(send: Send) -> Send:

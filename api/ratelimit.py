@@ -10,6 +10,12 @@ limit, so rotating made-up tokens cannot flood. Over a limit: 429, `Retry-After`
 Signed webhooks are never counted; a 401 (bad signature) from /webhooks/* counts against
 the IP, and an IP over its limit is refused there before its body is read.
 
+Websockets: each operation (a subscribe or start message) counts like a /graphql request
+with the token of its connection's `connection_init`, against the same counters. The
+middleware hands the connection an `OperationLimiter` through the ASGI scope
+(`operation_limiter`); api/graphql.py refuses an operation over the limit with a
+RATE_LIMITED error for its id, and the connection stays open.
+
 Counters live in memory (one window's keys at a time), or in Redis when
 TALLY_BROADCAST_URL is redis://…, shared by every process; when Redis fails the
 request is let through and the failure logged (once a window).
@@ -30,17 +36,18 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.graphql import bearer_secret
 from services.clock import Clock
 
 log = logging.getLogger("tally")
 
 WINDOW_SECONDS = 60
+CODE = "RATE_LIMITED"
 IP_CEILING_FACTOR = 5
 KEY_PREFIX = "tally:ratelimit"
 GRAPHQL_PATH = "/graphql"
 WEBHOOKS_PREFIX = "/webhooks/"
 UNLIMITED_PATHS = frozenset({"/healthz", "/readyz"})
+LIMITER_SCOPE_KEY = "tally.operation_limiter"
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +60,16 @@ class Limits:
     @property
     def ip_ceiling(self) -> int:
         return self.per_token * IP_CEILING_FACTOR
+
+
+def bearer_secret(header: object) -> str | None:
+    """The secret of an `Authorization: Bearer <secret>` value, or None."""
+    if not isinstance(header, str):
+        return None
+    scheme, _, secret = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        return None
+    return secret.strip()
 
 
 class Counter(Protocol):
@@ -136,6 +153,10 @@ class RateLimit:
             finally:
                 await self.counter.aclose()
             return
+        if scope["type"] == "websocket":
+            scope[LIMITER_SCOPE_KEY] = OperationLimiter(self, _client_ip(scope))
+            await self.app(scope, receive, send)
+            return
         if scope["type"] != "http" or scope["path"] in UNLIMITED_PATHS:
             await self.app(scope, receive, send)
             return
@@ -143,24 +164,30 @@ class RateLimit:
         if scope["path"].startswith(WEBHOOKS_PREFIX):
             await self.webhook(scope, receive, send, now)
             return
-        checks = self.checks(scope)
-        counts = await self.hit([key for key, _ in checks], now)
-        if any(count > limit for count, (_, limit) in zip(counts, checks, strict=True)):
+        if await self.over(self.checks(scope), now):
             await _too_many(now)(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
     def checks(self, scope: Scope) -> list[tuple[str, int]]:
         """(key, limit) pairs this request counts against."""
-        ip = _client_ip(scope)
         secret = None
         if scope["path"] == GRAPHQL_PATH:
             secret = bearer_secret(Headers(scope=scope).get("authorization"))
+        return self.checks_for(_client_ip(scope), secret)
+
+    def checks_for(self, ip: str, secret: str | None) -> list[tuple[str, int]]:
+        """(key, limit) pairs of a request from `ip` with the bearer `secret` (or none)."""
         if secret is None:
             own = (f"anon:{ip}", self.limits.per_ip)
         else:
             own = (f"token:{hashlib.sha256(secret.encode()).hexdigest()}", self.limits.per_token)
         return [(f"ip:{ip}", self.limits.ip_ceiling), own]
+
+    async def over(self, checks: Sequence[tuple[str, int]], now: float) -> bool:
+        """Count a request against `checks`; whether that took it over any limit."""
+        counts = await self.hit([key for key, _ in checks], now)
+        return any(count > limit for count, (_, limit) in zip(counts, checks, strict=True))
 
     async def webhook(self, scope: Scope, receive: Receive, send: Send, now: float) -> None:
         """Signed webhooks pass uncounted; a bad signature (401) counts against the IP."""
@@ -200,6 +227,36 @@ class RateLimit:
             log.warning("Rate limit counters unavailable: letting requests through", exc_info=True)
 
 
+class OperationLimiter:
+    """The rate limits of one websocket connection's operations (from one IP)."""
+
+    def __init__(self, rate_limit: RateLimit, ip: str) -> None:
+        self._rate_limit = rate_limit
+        self._ip = ip
+
+    async def admit(self, secret: str | None) -> int | None:
+        """Count an operation sent with the bearer `secret`: None, or seconds to wait."""
+        now = self._rate_limit.clock.now().timestamp()
+        if await self._rate_limit.over(self._rate_limit.checks_for(self._ip, secret), now):
+            return retry_after(now)
+        return None
+
+
+def operation_limiter(scope: Scope) -> OperationLimiter | None:
+    """The limiter RateLimit gave this websocket; None for an app without the middleware."""
+    limiter = scope.get(LIMITER_SCOPE_KEY)
+    return limiter if isinstance(limiter, OperationLimiter) else None
+
+
+def too_many_message(retry_after: int) -> str:
+    return f"Too many requests: try again in {retry_after} s."
+
+
+def retry_after(now: float) -> int:
+    """Whole seconds until the window of `now` ends (at least 1)."""
+    return max(1, math.ceil((_window(now) + 1) * WINDOW_SECONDS - now))
+
+
 def _window(now: float) -> int:
     return int(now // WINDOW_SECONDS)
 
@@ -210,7 +267,6 @@ def _client_ip(scope: Scope) -> str:
 
 
 def _too_many(now: float) -> JSONResponse:
-    retry_after = max(1, math.ceil((_window(now) + 1) * WINDOW_SECONDS - now))
-    message = f"Too many requests: try again in {retry_after} s."
-    body = {"errors": [{"message": message, "extensions": {"code": "RATE_LIMITED"}}]}
-    return JSONResponse(body, status_code=429, headers={"Retry-After": str(retry_after)})
+    seconds = retry_after(now)
+    body = {"errors": [{"message": too_many_message(seconds), "extensions": {"code": CODE}}]}
+    return JSONResponse(body, status_code=429, headers={"Retry-After": str(seconds)})

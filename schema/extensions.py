@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 from graphql import ExecutionResult, GraphQLError, OperationDefinitionNode
 from starlette.websockets import WebSocket
+from strawberry.exceptions import MissingQueryError
 from strawberry.extensions import SchemaExtension
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types import ExecutionResult as StreamedResult
+from strawberry.types import StreamExecutionResult
 from strawberry.types.graphql import OperationType
 
 from schema.errors import camel_case
@@ -17,6 +22,9 @@ from services.errors import InvalidValue, TallyError
 log = logging.getLogger("tally.graphql")
 
 INTROSPECTION_FIELDS = frozenset({"__schema", "__type", "__typename"})
+# No operation to run, or one of a type the transport does not allow (a query over the
+# legacy graphql-ws protocol, which only subscribes).
+REQUEST_ERRORS = (MissingQueryError, CannotGetOperationTypeError, InvalidOperationTypeError)
 
 
 def _is_introspection_only(extension: SchemaExtension) -> bool:
@@ -66,6 +74,16 @@ def coded(error: GraphQLError, *, request_id: str | None = None) -> GraphQLError
         return error
     if isinstance(original, InvalidValue):
         return _bad_argument(error, original)
+    if isinstance(original, REQUEST_ERRORS):
+        # A request Strawberry could not run (over a websocket: HTTP answers these 400).
+        # The original stays, as Strawberry closes graphql-transport-ws 4400 on some.
+        return GraphQLError(
+            error.message,
+            nodes=error.nodes,
+            path=error.path,
+            original_error=original,
+            extensions={"code": "BAD_REQUEST"},
+        )
     if isinstance(original, TallyError):
         return GraphQLError(
             original.message,
@@ -98,13 +116,41 @@ def _bad_argument(error: GraphQLError, original: InvalidValue) -> GraphQLError:
 
 
 class ErrorCodes(SchemaExtension):
+    """Code every error the client gets, on HTTP and on websockets alike.
+
+    `on_execute` sees the one result of a query or mutation; the events of a
+    subscription (and whatever a subscription's source raises) reach the client only
+    through `on_stream_result`. Coding is idempotent, so a query sent over a websocket,
+    which passes both, is not coded twice.
+    """
+
     def on_execute(self) -> Iterator[None]:
-        scope = getattr(getattr(self.execution_context.context, "request", None), "scope", {})
-        state = scope.get("state", {}) if scope.get("type") == "http" else {}
-        # For the access log (api/access_log.py): which operation this request ran.
-        state["operation"] = self.execution_context.operation_name
+        scope = _scope(self)
+        if scope.get("type") == "http":
+            # For the access log (api/access_log.py): which operation this request ran.
+            _state(scope)["operation"] = self.execution_context.operation_name
         yield
         result = self.execution_context.result
         if isinstance(result, ExecutionResult) and result.errors:
-            request_id = state.get("request_id")
-            result.errors = [coded(error, request_id=request_id) for error in result.errors]
+            result.errors = self._coded(result.errors)
+
+    def on_stream_result(self, result: StreamExecutionResult) -> Iterator[None]:
+        if isinstance(result, StreamedResult) and result.errors:
+            result.errors = self._coded(result.errors)
+        yield
+
+    def _coded(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        request_id = _state(_scope(self)).get("request_id")
+        return [coded(error, request_id=request_id) for error in errors]
+
+
+def _scope(extension: SchemaExtension) -> dict[str, Any]:
+    request = getattr(extension.execution_context.context, "request", None)
+    scope = getattr(request, "scope", None)
+    return scope if isinstance(scope, dict) else {}
+
+
+def _state(scope: dict[str, Any]) -> dict[str, Any]:
+    """The request's (or websocket connection's) state: request id, operation, account."""
+    state = scope.get("state")
+    return state if isinstance(state, dict) else {}

@@ -1,12 +1,27 @@
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+import websockets
 
+from api.runtime import Runtime
+from api.settings import Settings
 from services import accounts as account_service
 from services.accounts import NewAccount
+from tests.api.test_subscriptions import (
+    TRANSPORT_WS,
+    Live,
+    close_code,
+    next_event,
+    send_json,
+    serving,
+    subscribe,
+    transport_ws,
+)
 
 QUERY = {"query": "query Badge { account { name } }", "operationName": "Badge"}
 
@@ -63,3 +78,74 @@ async def test_an_unexpected_error_is_masked_and_carries_the_request_id(
     }
     assert "SELECT" not in response.text
     assert any(response.headers["x-request-id"] in r.getMessage() for r in caplog.records)
+
+
+# --- websockets ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def live(settings: Settings, runtime: Runtime) -> AsyncIterator[Live]:
+    async with serving(settings, runtime) as server:
+        yield server
+
+
+async def websocket_line(caplog: pytest.LogCaptureFixture) -> dict[str, object]:
+    """The websocket's line, written once the server is done with the closed connection."""
+    for _ in range(500):
+        lines = [line for line in access_lines(caplog) if line["method"] == "WEBSOCKET"]
+        if lines:
+            break
+        await asyncio.sleep(0.01)
+    [line] = lines
+    assert isinstance(line.pop("duration_ms"), float)
+    return line
+
+
+async def test_a_websocket_writes_one_line_when_it_closes(
+    live: Live, account: NewAccount, caplog: pytest.LogCaptureFixture
+) -> None:
+    headers = {"X-Request-Id": "ws-123"}
+    with caplog.at_level("INFO", logger="tally.access"):
+        # given a connection that runs two subscriptions, then closes (1000)
+        async with transport_ws(
+            live.ws_url, account.token.secret, additional_headers=headers
+        ) as ws:
+            for op in ("1", "2"):
+                await subscribe(ws, op=op)
+                await next_event(ws, op=op)
+            assert ws.response is not None
+            assert ws.response.headers["x-request-id"] == "ws-123"
+        # then
+        line = await websocket_line(caplog)
+    assert line == {
+        "request_id": "ws-123",
+        "method": "WEBSOCKET",
+        "path": "/graphql",
+        "status": 101,
+        "client": "127.0.0.1",
+        "operations": 2,
+        "close_code": 1000,
+        "account_id": account.account.id,
+    }
+
+
+async def test_a_websocket_closed_by_the_server_logs_the_server_close_code(
+    live: Live, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("INFO", logger="tally.access"):
+        async with transport_ws(live.ws_url, None) as ws:
+            await send_json(ws, {"type": "connection_init", "payload": {"authorization": "x"}})
+            assert await close_code(ws) == 4403
+        line = await websocket_line(caplog)
+    assert (line["close_code"], line["operations"], line["account_id"]) == (4403, 0, None)
+
+
+async def test_a_refused_handshake_logs_403(live: Live, caplog: pytest.LogCaptureFixture) -> None:
+    headers = {"Origin": "https://evil.example"}
+    with caplog.at_level("INFO", logger="tally.access"):
+        with pytest.raises(websockets.InvalidStatus):
+            await websockets.connect(
+                live.ws_url, subprotocols=[TRANSPORT_WS], additional_headers=headers
+            )
+        line = await websocket_line(caplog)
+    assert line["status"] == 403

@@ -87,6 +87,8 @@ async def test_a_content_length_that_is_not_a_number_is_400(client: httpx.AsyncC
         pytest.param(b'{"query": "{ viewer', "application/json", id="malformed-json"),
         pytest.param(b'{"query": "\xff\xfe"}', "application/json", id="invalid-utf8"),
         pytest.param(b'{"query": "\xc3"}', "application/json; charset=utf-8", id="cut-utf8"),
+        pytest.param(VIEWER.encode("utf-16"), "application/json", id="utf-16"),
+        pytest.param(b"\xef\xbb\xbf" + VIEWER.encode(), "application/json", id="utf-8-bom"),
         pytest.param(b"query={viewer{id}}", "text/plain", id="wrong-content-type"),
         pytest.param(b"[1, 2]", "application/json", id="a-batch"),
         pytest.param(b'{"query": 5}', "application/json", id="query-not-a-string"),

@@ -1,4 +1,5 @@
-"""Rate limits over real HTTP: per token, per IP, webhooks exempt (RULES.md "Limits")."""
+"""Rate limits over real HTTP and websockets: per token, per IP, webhooks exempt (RULES.md
+"Limits")."""
 
 from __future__ import annotations
 
@@ -8,17 +9,30 @@ import os
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
+import websockets
 from starlette.applications import Starlette
 
+from api import limits
 from api.app import create_app
 from api.ratelimit import Counter, MemoryCounter, RedisCounter
 from api.runtime import Runtime
 from api.settings import Settings
 from services.accounts import NewAccount
 from services.clock import FrozenClock
+from tests.api.test_subscriptions import (
+    LEGACY_WS,
+    Live,
+    next_event,
+    receive,
+    send_json,
+    serving,
+    subscribe,
+    transport_ws,
+)
 
 VIEWER = {"query": "{ viewer { id } }"}
 PER_TOKEN = 3
@@ -181,6 +195,41 @@ async def test_requests_pass_when_redis_is_unreachable(
 
 
 @pytest.mark.skipif(REDIS_URL is None, reason="set TALLY_TEST_REDIS_URL to test shared counters")
+async def test_websocket_operations_count_against_the_counters_shared_through_redis(
+    settings: Settings,
+    runtime: Runtime,
+    account: NewAccount,
+    clock: FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given a server and a second app (another process) on Redis, in a window of their own
+    assert REDIS_URL is not None
+    clock.set(clock.now() + timedelta(minutes=int.from_bytes(os.urandom(3), "big")))
+    shared = replace(limited(settings), broadcast_url=REDIS_URL)
+    # The lifespan closes an app's counters; the test server runs without one.
+    counters: list[RedisCounter] = []
+    monkeypatch.setattr(limits, "RedisCounter", lambda url: _kept(counters, RedisCounter(url)))
+    other = create_app(shared, runtime=runtime, manage_database=False)
+    token = account.token.secret
+
+    # when the token's operations go over a websocket to the server
+    async with serving(shared, runtime) as server, transport_ws(server.ws_url, token) as ws:
+        for n in range(PER_TOKEN):
+            assert (await viewer_over(ws, str(n)))["type"] == "next"
+            assert (await receive(ws))["type"] == "complete"
+        # then the other process refuses the token's next request
+        async with http_client(other, ip="127.0.0.1") as http:
+            assert_rate_limited(await graphql(http, token))
+    for counter in counters:
+        await counter.aclose()
+
+
+def _kept(kept: list[RedisCounter], counter: RedisCounter) -> RedisCounter:
+    kept.append(counter)
+    return counter
+
+
+@pytest.mark.skipif(REDIS_URL is None, reason="set TALLY_TEST_REDIS_URL to test shared counters")
 async def test_two_app_instances_share_counters_through_redis(
     settings: Settings, runtime: Runtime, account: NewAccount, clock: FrozenClock
 ) -> None:
@@ -206,3 +255,90 @@ def _counter_of(app: Starlette) -> Counter:
     [counter] = [m.kwargs["counter"] for m in app.user_middleware if "counter" in m.kwargs]
     assert isinstance(counter, MemoryCounter | RedisCounter)
     return counter
+
+
+# --- websockets ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def live(settings: Settings, runtime: Runtime) -> AsyncIterator[Live]:
+    async with serving(limited(settings), runtime) as server:
+        yield server
+
+
+async def viewer_over(ws: websockets.ClientConnection, op: str) -> dict[str, Any]:
+    """Send `{ viewer { id } }` over graphql-transport-ws; its first answer."""
+    await send_json(ws, {"id": op, "type": "subscribe", "payload": VIEWER})
+    return await receive(ws)
+
+
+def assert_rate_limited_error(message: dict[str, Any], op: str, retry_after: int) -> None:
+    assert (message["type"], message["id"]) == ("error", op), message
+    [error] = message["payload"]
+    assert error["message"] == f"Too many requests: try again in {retry_after} s."
+    assert error["extensions"] == {"code": "RATE_LIMITED", "retryAfter": retry_after}
+
+
+async def test_websocket_operations_over_the_token_limit_are_refused_and_the_socket_stays_open(
+    live: Live, account: NewAccount, clock: FrozenClock
+) -> None:
+    clock.advance(timedelta(seconds=15))
+    async with transport_ws(live.ws_url, account.token.secret) as ws:
+        # given a connection that used its token's operations (a subscription among them)
+        await subscribe(ws, op="live")
+        await next_event(ws, op="live")
+        for n in range(PER_TOKEN - 1):
+            assert (await viewer_over(ws, str(n)))["type"] == "next"
+            assert (await receive(ws))["type"] == "complete"
+
+        # when it sends one more
+        refused = await viewer_over(ws, "over")
+
+        # then that one is refused with the code and the wait
+        assert_rate_limited_error(refused, "over", retry_after=45)
+
+        # and in the next window the same connection is served again
+        clock.advance(timedelta(seconds=60))
+        answer = await viewer_over(ws, "next-window")
+        assert answer["payload"]["data"]["viewer"]["id"] == str(account.admin.id)
+
+
+async def test_websocket_operations_and_http_requests_share_the_token_limit(
+    live: Live, account: NewAccount
+) -> None:
+    token = account.token.secret
+    headers = {"Authorization": f"Bearer {token}"}
+    async with transport_ws(live.ws_url, token) as ws:
+        # given a token that sent all but one of its requests over HTTP
+        for _ in range(PER_TOKEN - 1):
+            response = await live.http.post("/graphql", json=VIEWER, headers=headers)
+            assert response.status_code == 200, response.text
+
+        # when it sends two operations over a websocket, then an HTTP request
+        assert (await viewer_over(ws, "1"))["type"] == "next"
+        assert (await receive(ws))["type"] == "complete"
+        refused = await viewer_over(ws, "2")
+        response = await live.http.post("/graphql", json=VIEWER, headers=headers)
+
+    # then the second operation and the request are over the one limit
+    assert refused["payload"][0]["extensions"]["code"] == "RATE_LIMITED"
+    assert_rate_limited(response)
+
+
+async def test_legacy_graphql_ws_operations_over_the_limit_get_a_coded_error(
+    live: Live, account: NewAccount
+) -> None:
+    init = {"authorization": f"Bearer {account.token.secret}"}
+    async with websockets.connect(live.ws_url, subprotocols=[LEGACY_WS]) as ws:
+        await send_json(ws, {"type": "connection_init", "payload": init})
+        for n in range(PER_TOKEN + 1):
+            start = {"query": "subscription { balanceChanged { balance { total } } }"}
+            await send_json(ws, {"id": str(n), "type": "start", "payload": start})
+        answers = [await receive(ws) for _ in range(PER_TOKEN + 3)]
+
+    # the ack, a keep-alive, a first event per admitted operation, and one refusal
+    [refused] = [m for m in answers if m["type"] == "error"]
+    assert refused["id"] == str(PER_TOKEN)
+    assert refused["payload"]["extensions"]["code"] == "RATE_LIMITED"
+    assert refused["payload"]["extensions"]["retryAfter"] >= 1
+    assert sorted(m["id"] for m in answers if m["type"] == "data") == ["0", "1", "2"]
