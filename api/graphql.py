@@ -24,6 +24,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from cross_web import HTTPException
 from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -226,6 +227,14 @@ class TallyGraphQL(GraphQL[Context, None]):
             except UnicodeDecodeError as error:
                 raise json.JSONDecodeError("Not UTF-8", "", error.start) from None
         return json.loads(data)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        # Strawberry reads fields of the parsed body with .get(): a body that is a JSON
+        # string, number, boolean or null would raise there (a 500).
+        parsed = super().parse_json(data)
+        if not isinstance(parsed, dict | list):
+            raise HTTPException(400, "The request body must be a JSON object.")
+        return parsed
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import ParserCache, ValidationCache
@@ -16,6 +18,7 @@ from schema.inboxes import InboxMutation
 from schema.limits import QueryLimitsExtension
 from schema.members import MemberMutation
 from schema.messages import MessageMutation, MessageQuery
+from schema.scalars import Date
 from schema.subscriptions import Subscription, SubscriptionExecutor
 from schema.tokens import TokenMutation
 from services.errors import TallyError
@@ -63,6 +66,7 @@ schema = TallySchema(
     mutation=Mutation,
     subscription=Subscription,
     execution_context_class=SubscriptionExecutor,
+    scalar_overrides={date: Date},
     extensions=[
         lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
         lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),

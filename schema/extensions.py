@@ -6,7 +6,21 @@ import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from graphql import ExecutionResult, GraphQLError, OperationDefinitionNode
+from graphql import (
+    ArgumentNode,
+    DocumentNode,
+    ExecutionResult,
+    GraphQLError,
+    ListValueNode,
+    Node,
+    ObjectValueNode,
+    OperationDefinitionNode,
+    ValueNode,
+    VariableDefinitionNode,
+    VariableNode,
+    Visitor,
+    visit,
+)
 from starlette.websockets import WebSocket
 from strawberry.exceptions import MissingQueryError
 from strawberry.extensions import SchemaExtension
@@ -115,6 +129,67 @@ def _bad_argument(error: GraphQLError, original: InvalidValue) -> GraphQLError:
     )
 
 
+def _arguments_at(document: DocumentNode, node: Node) -> list[str]:
+    """The arguments whose value holds `node`, or that a variable definition feeds."""
+    variable = node.variable.name.value if isinstance(node, VariableDefinitionNode) else None
+    found: list[str] = []
+
+    class Arguments(Visitor):
+        def enter_argument(self, argument: ArgumentNode, *_: object) -> None:
+            if variable is not None:
+                used = any(
+                    isinstance(value, VariableNode) and value.name.value == variable
+                    for value in _values(argument.value)
+                )
+                if used:
+                    found.append(argument.name.value)
+            elif _within(node, argument):
+                found.append(argument.name.value)
+
+    visit(document, Arguments())
+    return list(dict.fromkeys(found))
+
+
+def _values(value: ValueNode) -> Iterator[ValueNode]:
+    yield value
+    if isinstance(value, ListValueNode):
+        for item in value.values:
+            yield from _values(item)
+    elif isinstance(value, ObjectValueNode):
+        for field in value.fields:
+            yield from _values(field.value)
+
+
+def _within(inner: Node, outer: Node) -> bool:
+    if inner.loc is None or outer.loc is None:
+        return False
+    return outer.loc.start <= inner.loc.start and inner.loc.end <= outer.loc.end
+
+
+def code_request_error(error: GraphQLError, document: DocumentNode | None) -> None:
+    """Code, in place, an error graphql-core raised before executing anything.
+
+    A value that does not fit its argument (a literal, or a variable) is the client's
+    bad argument: BAD_USER_INPUT, naming the argument as the contract asks. Anything
+    else wrong with the document is GRAPHQL_VALIDATION_FAILED (GRAPHQL_PARSE_FAILED
+    when it did not even parse). Errors that already carry a code keep it, so coding
+    twice (a validation verdict comes from the cache) changes nothing.
+    """
+    if error.extensions and "code" in error.extensions:
+        return
+    if document is None:
+        parsed = not error.message.startswith("Syntax Error")
+        error.extensions = {"code": "BAD_REQUEST" if parsed else "GRAPHQL_PARSE_FAILED"}
+        return
+    arguments = [name for node in error.nodes or () for name in _arguments_at(document, node)]
+    if not arguments:
+        error.extensions = {"code": "GRAPHQL_VALIDATION_FAILED"}
+        return
+    named = ", ".join(f"'{name}'" for name in arguments)
+    error.message = f"Invalid argument {named}: {error.message}"
+    error.extensions = {"code": "BAD_USER_INPUT", "argument": arguments[0]}
+
+
 class ErrorCodes(SchemaExtension):
     """Code every error the client gets, on HTTP and on websockets alike.
 
@@ -138,6 +213,17 @@ class ErrorCodes(SchemaExtension):
         if isinstance(result, StreamedResult) and result.errors:
             result.errors = self._coded(result.errors)
         yield
+
+    def get_results(self) -> dict[str, object]:
+        # The one hook that runs however the request ended: also after the parser gave
+        # up, or when graphql-core refused the document or its variables, in which
+        # case nothing ran and no error has a path.
+        context = self.execution_context
+        errors = context.pre_execution_errors or ()
+        if all(error.path is None for error in errors):
+            for error in errors:
+                code_request_error(error, context.graphql_document)
+        return {}
 
     def _coded(self, errors: list[GraphQLError]) -> list[GraphQLError]:
         request_id = _state(_scope(self)).get("request_id")

@@ -93,6 +93,10 @@ async def test_a_content_length_that_is_not_a_number_is_400(client: httpx.AsyncC
         pytest.param(b"[1, 2]", "application/json", id="a-batch"),
         pytest.param(b'{"query": 5}', "application/json", id="query-not-a-string"),
         pytest.param(b"", "application/json", id="empty"),
+        pytest.param(b'"{ viewer { id } }"', "application/json", id="a-json-string"),
+        pytest.param(b"5", "application/json", id="a-json-number"),
+        pytest.param(b"null", "application/json", id="json-null"),
+        pytest.param(b"true", "application/json", id="a-json-boolean"),
     ],
 )
 async def test_a_malformed_request_is_400_json(
