@@ -226,7 +226,13 @@ class TallyGraphQL(GraphQL[Context, None]):
                 data = data.decode("utf-8")
             except UnicodeDecodeError as error:
                 raise json.JSONDecodeError("Not UTF-8", "", error.start) from None
-        return json.loads(data)
+        try:
+            return json.loads(data)
+        except json.JSONDecodeError:
+            raise
+        except ValueError as error:
+            # An integer of more than 4,300 digits (Python's int parsing limit).
+            raise json.JSONDecodeError(str(error), data, 0) from None
 
     def parse_json(self, data: str | bytes) -> Any:
         # Strawberry reads fields of the parsed body with .get(): a body that is a JSON

@@ -97,6 +97,11 @@ async def test_a_content_length_that_is_not_a_number_is_400(client: httpx.AsyncC
         pytest.param(b"5", "application/json", id="a-json-number"),
         pytest.param(b"null", "application/json", id="json-null"),
         pytest.param(b"true", "application/json", id="a-json-boolean"),
+        pytest.param(
+            b'{"query": "{ viewer { id } }", "variables": {"n": ' + b"9" * 5000 + b"}}",
+            "application/json",
+            id="an-integer-of-5000-digits",
+        ),
     ],
 )
 async def test_a_malformed_request_is_400_json(
