@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,11 @@ from models import Inbox, Member, Message
 from services import history, inboxes, members
 from services.access import Principal
 from services.clock import Clock
+from services.usage_budget import UsageBudget
+
+# A websocket's operations share its one Context and run at the same time, each in an
+# asyncio task of its own: a context variable gives each operation a budget of its own.
+_usage_budget: ContextVar[UsageBudget] = ContextVar("tally_usage_budget")
 
 
 async def _load_members(ids: list[int]) -> list[Member | None]:
@@ -84,3 +90,20 @@ class Context:
         if self.principal is None:
             raise RuntimeError("resolver ran without an authenticated principal")
         return self.principal
+
+    @property
+    def usage_budget(self) -> UsageBudget:
+        """What the running operation may still ask of usage reports (RULES: "Limits")."""
+        try:
+            return _usage_budget.get()
+        except LookupError:
+            raise RuntimeError("resolver ran outside an operation with a usage budget") from None
+
+    def open_usage_budget(self) -> None:
+        """A full budget for the operation (or subscription event) about to run."""
+        _usage_budget.set(
+            UsageBudget(
+                max_reports=self.settings.max_usage_reports,
+                max_buckets=self.settings.max_usage_buckets,
+            )
+        )

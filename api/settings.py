@@ -40,6 +40,10 @@ class Settings:
     max_query_aliases: int = 30
     max_query_tokens: int = 10_000
     max_body_bytes: int = 1024 * 1024
+    # Per request: usage reports, and buckets over all their series (services/usage_budget.py).
+    # 20,000 fits an analytics screen of two years by day with 20 member groups (15,351).
+    max_usage_reports: int = 50
+    max_usage_buckets: int = 20_000
     rate_limit_per_token: int = 1200
     rate_limit_per_ip: int = 120
 
@@ -60,6 +64,8 @@ class Settings:
             max_query_aliases=_int(env.get("TALLY_MAX_QUERY_ALIASES"), defaults.max_query_aliases),
             max_query_tokens=_int(env.get("TALLY_MAX_QUERY_TOKENS"), defaults.max_query_tokens),
             max_body_bytes=_int(env.get("TALLY_MAX_BODY_BYTES"), defaults.max_body_bytes),
+            max_usage_reports=_int(env.get("TALLY_MAX_USAGE_REPORTS"), defaults.max_usage_reports),
+            max_usage_buckets=_int(env.get("TALLY_MAX_USAGE_BUCKETS"), defaults.max_usage_buckets),
             rate_limit_per_token=_int(
                 env.get("TALLY_RATE_LIMIT_PER_TOKEN"), defaults.rate_limit_per_token
             ),

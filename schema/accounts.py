@@ -96,6 +96,8 @@ class Account:
             granularity=granularity,
             group_by=group_by,
             clock=info.context.clock,
+            account=self.row,
+            budget=info.context.usage_budget,
         )
         return UsageReport.from_result(report)
 

@@ -64,6 +64,7 @@ class Inbox:
             days=days_of(range),
             granularity=granularity,
             clock=info.context.clock,
+            budget=info.context.usage_budget,
         )
         return UsageReport.from_result(report)
 

@@ -61,6 +61,7 @@ class Member:
             days=days_of(range),
             granularity=granularity,
             clock=info.context.clock,
+            budget=info.context.usage_budget,
         )
         return UsageReport.from_result(report)
 

@@ -10,7 +10,9 @@
     ├── InsufficientCredits      an outbound send the balance cannot cover
     ├── PaymentMethodRequired    a charge with no saved payment method
     ├── PaymentDeclined          the payment provider declined the charge
-    └── IdempotencyConflict      a key reused with a different input
+    ├── IdempotencyConflict      a key reused with a different input
+    └── UsageBudgetExceeded      a request asking for more usage reports than one may
+                                 (QUERY_TOO_COMPLEX: a GraphQL error, never a userError)
 
 `field` names the input at fault in the service's own terms (snake_case, dotted
 for nesting, e.g. "phone_number"); the edge turns it into the GraphQL path.
@@ -18,7 +20,7 @@ for nesting, e.g. "phone_number"); the edge turns it into the GraphQL path.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 
 class TallyError(Exception):
@@ -79,6 +81,22 @@ class PaymentDeclined(TallyError):
 
 class IdempotencyConflict(TallyError):
     code = "IDEMPOTENCY_CONFLICT"
+
+
+class UsageBudgetExceeded(TallyError):
+    """A usage report past the request's budget (services/usage_budget.py).
+
+    ``limit`` names the budget that ran out, ``maximum`` its size per request.
+    """
+
+    code = "QUERY_TOO_COMPLEX"
+
+    def __init__(
+        self, message: str, *, limit: Literal["usageReports", "usageBuckets"], maximum: int
+    ) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.maximum = maximum
 
 
 def error_for_code(code: str, message: str) -> TallyError:

@@ -11,6 +11,14 @@ Rules (docs/usage-rollups.md, RULES.md "Usage analytics"): a range is inclusive 
 no range means from the first day with usage in the report's scope (or today) to today.
 MEMBER groups cover personal inboxes and SHARED_INBOX groups shared ones, so together they
 add up to the totals, bucket by bucket.
+
+A report given the request's budget (services/usage_budget.py) counts itself before it
+reads anything and takes its series times its buckets before it sums any rollup.
+
+Round trips (about 0.4 ms each on PostgreSQL) are most of a short report, so each is
+counted: the account's calendar comes from the row the caller already read, or in the
+statement that finds the member or inbox; the groups come in one statement; then one
+statement of sums (two when grouped). tests/services/test_usage_round_trips.py holds them.
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from tortoise.expressions import F
+
 from models import Account, Inbox, Member
 from models.enums import InboxKind
 from services.access import Principal, require_admin
@@ -30,6 +40,7 @@ from services.calendar import (
     Bucket,
     Granularity,
     WeekStart,
+    bucket_count,
     bucket_index,
     buckets,
     local_day,
@@ -37,6 +48,7 @@ from services.calendar import (
 from services.clock import Clock
 from services.errors import Forbidden, NotFound
 from services.rollups import as_date, first_usage_day, usage_sums
+from services.usage_budget import UsageBudget
 
 __all__ = [
     "BucketUsage",
@@ -109,6 +121,15 @@ class Report:
 
 
 @dataclass(frozen=True, slots=True)
+class _Scope:
+    """What a report needs of its account: whose rollups, and its calendar."""
+
+    account_id: int
+    timezone: str
+    week_start: WeekStart
+
+
+@dataclass(frozen=True, slots=True)
 class _Target:
     """A group before it has figures: who it is and the inboxes it sums."""
 
@@ -128,12 +149,23 @@ async def account_usage(
     granularity: Granularity,
     group_by: UsageGroupBy,
     clock: Clock,
+    account: Account | None = None,
+    budget: UsageBudget | None = None,
 ) -> Report:
-    """The account's usage (ADMIN), in segments and messages, grouped as asked."""
+    """The account's usage (ADMIN), in segments and messages, grouped as asked.
+
+    ``account``: the actor's account row when the caller has read it already (one round
+    trip less). ``budget``: the request's (None: not metered, e.g. exports).
+    """
     require_admin(actor, "read the account's usage")
-    account = await Account.get(id=actor.account_id)
+    _count_report(budget)
+    if account is None:
+        account = await Account.get(id=actor.account_id)
+    elif account.id != actor.account_id:
+        raise NotFound("No such account.")
+    scope = _Scope(account.id, account.timezone, WeekStart(account.week_start))
     targets = await _targets(account.id, group_by)
-    return await _report(account, None, targets, days, granularity, clock)
+    return await _report(scope, None, targets, days, granularity, clock, budget)
 
 
 async def member_usage(
@@ -143,15 +175,22 @@ async def member_usage(
     days: tuple[date, date] | None,
     granularity: Granularity,
     clock: Clock,
+    budget: UsageBudget | None = None,
 ) -> Report:
     """A member's usage over its personal inbox (zeros without one): for itself or an ADMIN."""
     if not actor.is_admin and actor.member_id != member_id:
         raise Forbidden("Only the member itself or an admin may read a member's usage.")
-    if not await Member.exists(id=member_id, account_id=actor.account_id):
+    _count_report(budget)
+    # One round trip: the member (or none), its account's calendar and the inboxes it owns.
+    rows = await Member.filter(id=member_id, account_id=actor.account_id).values(
+        "account__timezone", "account__week_start", "personal_inboxes__id", "personal_inboxes__kind"
+    )
+    if not rows:
         raise NotFound("No such member.", field="member_id")
-    account = await Account.get(id=actor.account_id)
-    inbox_ids = await _personal_inbox_ids(account.id, member_id)
-    return await _report(account, inbox_ids, [], days, granularity, clock)
+    owned = ((r["personal_inboxes__id"], r["personal_inboxes__kind"]) for r in rows)
+    inbox_ids = tuple(sorted(i for i, kind in owned if kind == InboxKind.PERSONAL))
+    scope = _scope_of(actor.account_id, rows[0])
+    return await _report(scope, inbox_ids, [], days, granularity, clock, budget)
 
 
 async def inbox_usage(
@@ -161,20 +200,30 @@ async def inbox_usage(
     days: tuple[date, date] | None,
     granularity: Granularity,
     clock: Clock,
+    budget: UsageBudget | None = None,
 ) -> Report:
     """One inbox's usage (ADMIN), in segments and messages."""
     require_admin(actor, "read an inbox's usage")
-    if not await Inbox.exists(id=inbox_id, account_id=actor.account_id):
+    _count_report(budget)
+    # One round trip: the inbox exists in the account, and the account's calendar.
+    rows = await Inbox.filter(id=inbox_id, account_id=actor.account_id).values(
+        "account__timezone", "account__week_start"
+    )
+    if not rows:
         raise NotFound("No such inbox.", field="inbox_id")
-    account = await Account.get(id=actor.account_id)
-    return await _report(account, (inbox_id,), [], days, granularity, clock)
+    scope = _scope_of(actor.account_id, rows[0])
+    return await _report(scope, (inbox_id,), [], days, granularity, clock, budget)
 
 
-async def _personal_inbox_ids(account_id: int, member_id: int) -> tuple[int, ...]:
-    inboxes = await Inbox.filter(
-        account_id=account_id, owner_id=member_id, kind=InboxKind.PERSONAL
-    ).order_by("id")
-    return tuple(inbox.id for inbox in inboxes)
+def _count_report(budget: UsageBudget | None) -> None:
+    """Count the report before anything is read: a request over its count fails cheaply."""
+    if budget is not None:
+        budget.open_report()
+
+
+def _scope_of(account_id: int, row: dict[str, Any]) -> _Scope:
+    """The scope from a row that joined the account's ``timezone`` and ``week_start``."""
+    return _Scope(account_id, row["account__timezone"], WeekStart(row["account__week_start"]))
 
 
 async def _targets(account_id: int, group_by: UsageGroupBy) -> list[_Target]:
@@ -184,37 +233,50 @@ async def _targets(account_id: int, group_by: UsageGroupBy) -> list[_Target]:
         return [_Target(None, inbox, (inbox.id,)) for inbox in shared]
     if group_by is UsageGroupBy.NONE:
         return []
-    owners = await Inbox.filter(account_id=account_id, kind=InboxKind.PERSONAL).values_list(
-        "id", "owner_id"
+    # One round trip: each member once per inbox it owns (once, with None, when none).
+    rows = (
+        await Member.filter(account_id=account_id)
+        .annotate(owned_id=F("personal_inboxes__id"), owned_kind=F("personal_inboxes__kind"))
+        .order_by("id", "owned_id")
     )
-    members = await Member.filter(account_id=account_id).order_by("id")
-    return [
-        _Target(member, None, tuple(sorted(i for i, owner in owners if owner == member.id)))
-        for member in members
-    ]
+    owned: dict[int, list[int]] = {}
+    members: list[Member] = []
+    for row in rows:
+        if row.id not in owned:
+            owned[row.id] = []
+            members.append(row)
+        # Annotations are set on the instances; the model does not declare them.
+        if row.owned_kind == InboxKind.PERSONAL:  # type: ignore[attr-defined]
+            owned[row.id].append(row.owned_id)  # type: ignore[attr-defined]
+    return [_Target(member, None, tuple(owned[member.id])) for member in members]
 
 
 async def _report(
-    account: Account,
+    scope: _Scope,
     inbox_ids: tuple[int, ...] | None,
     targets: Sequence[_Target],
     days: tuple[date, date] | None,
     granularity: Granularity,
     clock: Clock,
+    budget: UsageBudget | None,
 ) -> Report:
     """The report over ``inbox_ids`` (None: the whole account), with a group per target."""
-    start, end = days or await _all_time(account, inbox_ids, clock)
-    # Validates the range (order, bucket count) before anything is read.
-    spans = buckets(start, end, granularity, account.week_start)
+    start, end = days or await _all_time(scope, inbox_ids, clock)
+    # Validates the range (order, bucket count) before anything is summed.
+    count = bucket_count(start, end, granularity, scope.week_start)
+    if budget is not None:
+        # The totals' series and one per group, each with every bucket.
+        budget.take_buckets(series=1 + len(targets), buckets=count, granularity=granularity)
+    spans = buckets(start, end, granularity, scope.week_start)
     sums = partial(
         usage_sums,
-        account.id,
+        scope.account_id,
         start=start,
         end=end,
         granularity=granularity,
-        week_start=account.week_start,
+        week_start=scope.week_start,
     )
-    place = partial(_place, start=start, granularity=granularity, week_start=account.week_start)
+    place = partial(_place, start=start, granularity=granularity, week_start=scope.week_start)
     totals = _zeros(len(spans))
     if inbox_ids != ():
         place(await sums(inbox_ids), lambda _: totals)
@@ -229,7 +291,7 @@ async def _report(
         start=start,
         end=end,
         granularity=granularity,
-        timezone=account.timezone,
+        timezone=scope.timezone,
         totals=_sum(totals),
         series=_series(spans, totals),
         groups=tuple(
@@ -282,9 +344,9 @@ def _series(spans: Sequence[Bucket], cells: _Cells) -> tuple[BucketUsage, ...]:
 
 
 async def _all_time(
-    account: Account, inbox_ids: tuple[int, ...] | None, clock: Clock
+    scope: _Scope, inbox_ids: tuple[int, ...] | None, clock: Clock
 ) -> tuple[date, date]:
     """From the scope's first day with usage (or today) to today, in the account's zone."""
-    today = local_day(clock.now(), ZoneInfo(account.timezone))
-    first = None if inbox_ids == () else await first_usage_day(account.id, inbox_ids)
+    today = local_day(clock.now(), ZoneInfo(scope.timezone))
+    first = None if inbox_ids == () else await first_usage_day(scope.account_id, inbox_ids)
     return min(first or today, today), today
