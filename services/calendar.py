@@ -48,6 +48,8 @@ __all__ = [
 MAX_BUCKETS = 3700
 
 _ONE_DAY = timedelta(days=1)
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+_LATEST = datetime.max.replace(tzinfo=UTC)
 
 
 class Granularity(Enum):
@@ -89,9 +91,22 @@ def local_day(instant: datetime, zone: ZoneInfo) -> date:
 
 
 def utc_bounds(start: date, end: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
-    """UTC ``[first instant of start, first instant of the day after end)`` in ``zone``."""
+    """UTC ``[first instant of start, first instant of the day after end)`` in ``zone``.
+
+    Days at the ends of the calendar have no such instant (9999-12-31 has no next day;
+    0001-01-01 in Tokyo began before UTC's year 1): the bound is then the earliest or
+    latest instant there is, which the range means anyway.
+    """
     _require_ordered(start, end)
-    return _day_start(start, zone), _day_start(end + _ONE_DAY, zone)
+    try:
+        lower = _day_start(start, zone)
+    except OverflowError:
+        lower = _EARLIEST
+    try:
+        upper = _day_start(end + _ONE_DAY, zone)
+    except OverflowError:
+        upper = _LATEST
+    return lower, upper
 
 
 def bucket_start(day: date, granularity: Granularity, week_start: WeekStart) -> date:

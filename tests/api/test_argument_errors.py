@@ -1,4 +1,4 @@
-"""Bad arguments to queries are BAD_USER_INPUT naming the argument; other bad documents are coded too.
+"""Bad arguments are BAD_USER_INPUT naming the argument; other bad documents are coded too.
 
 The contract: "Bad arguments to queries: extensions.code = BAD_USER_INPUT, with a
 message that names the argument." graphql-core refuses a value that does not fit its
@@ -16,7 +16,9 @@ from services.accounts import NewAccount
 from tests.conftest import Api
 
 MESSAGES_IN = """
-query ($range: DateRangeInput) { account { messages(first: 5, range: $range) { edges { node { id } } } } }
+query ($range: DateRangeInput) {
+  account { messages(first: 5, range: $range) { edges { node { id } } } }
+}
 """
 
 
@@ -109,3 +111,21 @@ async def test_a_document_that_does_not_parse_is_a_parse_failure(
     body = await api("{ account { ", token=account.token.secret)
 
     assert only_error(body)["extensions"] == {"code": "GRAPHQL_PARSE_FAILED"}
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        pytest.param("9999-12-31", "9999-12-31", id="the-last-day"),
+        pytest.param("0001-01-01", "0001-01-31", id="the-first-days"),
+    ],
+)
+async def test_ranges_at_the_ends_of_the_calendar_are_answered(
+    api: Api, account: NewAccount, start: str, end: str
+) -> None:
+    ledger = MESSAGES_IN.replace("messages", "ledger")
+    variables = {"range": {"start": start, "end": end}}
+    for query in (MESSAGES_IN, ledger):
+        body = await api(query, variables, token=account.token.secret)
+
+        assert "errors" not in body, body

@@ -275,6 +275,18 @@ def test_ordinary_day_bounds_are_local_midnights() -> None:
     )
 
 
+def test_a_range_to_the_last_day_of_the_calendar_ends_at_the_latest_instant() -> None:
+    start, end = utc_bounds(date(9999, 12, 31), date(9999, 12, 31), NEW_YORK)
+    assert (start, end) == (utc(9999, 12, 31, 5, 0), datetime.max.replace(tzinfo=UTC))
+
+
+def test_a_range_from_the_first_day_east_of_utc_starts_at_the_earliest_instant() -> None:
+    tokyo = ZoneInfo("Asia/Tokyo")
+    start, end = utc_bounds(date(1, 1, 1), date(1, 1, 31), tokyo)
+    next_midnight = datetime(1, 2, 1, tzinfo=tokyo).astimezone(UTC)
+    assert (start, end) == (datetime.min.replace(tzinfo=UTC), next_midnight)
+
+
 def test_us_spring_forward_day_is_23_hours_long() -> None:
     assert day_length(date(2026, 3, 8), NEW_YORK) == timedelta(hours=23)
 
