@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
@@ -38,6 +39,7 @@ def create_app(
         await open_database(settings.database_url)
         try:
             async with runtime.running(), allotment_sweeper(runtime):
+                _freeze_startup_objects()
                 yield
         finally:
             await close_database()
@@ -53,3 +55,16 @@ def create_app(
         middleware=http_middleware(settings, runtime.clock),
         lifespan=lifespan,
     )
+
+
+def _freeze_startup_objects() -> None:
+    """Leave everything alive at startup out of the cyclic collector's passes, for good.
+
+    A large response (a 731-bucket usage report) allocates enough to trigger full
+    collections, and each one walked every module, the schema and the ORM's metadata:
+    such a report's p95 was 34-65 ms for a median of 11, and 12-15 ms once frozen
+    (docs/benchmarks.md). Those objects live as long as the process anyway. Collecting
+    first keeps startup's own garbage out of the frozen set.
+    """
+    gc.collect()
+    gc.freeze()

@@ -288,7 +288,7 @@ class Run:
         log = self.workdir / f"serve-{self.kind}.log"
         with log.open("wb") as sink:
             server = subprocess.Popen(
-                [*self.server_command(), "serve", "--port", str(port), "--no-migrate"],
+                [TALLY, "serve", "--port", str(port), "--no-migrate"],
                 env=self.env, cwd=self.workdir, stdout=sink, stderr=subprocess.STDOUT,
             )  # fmt: skip
         try:
@@ -296,12 +296,6 @@ class Run:
             return asyncio.run(self.drive(port, seeded["token"], server.pid))
         finally:
             stop(server)
-
-    def server_command(self) -> list[str]:
-        """`tally`, or `python SCRIPT` for --serve-with (a wrapper that patches Tally first)."""
-        if self.args.serve_with:
-            return [PYTHON, str(Path(self.args.serve_with).resolve())]
-        return [TALLY]
 
     async def drive(self, port: int, token: str, pid: int) -> dict[str, Shape]:
         client = Client(port, token)
@@ -484,9 +478,6 @@ def machine() -> str:
 def print_report(results: list[DatabaseResult], args: argparse.Namespace) -> list[bool]:
     out()
     out(f"machine: {machine()}; load average now {os.getloadavg()[0]:.2f}")
-    if args.serve_with:
-        out(f"server: python {args.serve_with} serve (a PROTOTYPE, not Tally as it is; the "
-            "in-process split columns are Tally as it is)")  # fmt: skip
     out(f"{args.requests} timed requests per report after {args.warmup} warm-up, one at a "
         f"time over one keep-alive connection; GROUP BY: median of {args.baseline_runs} runs "
         "after 1 untimed")  # fmt: skip
@@ -570,10 +561,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile-top", type=int, default=10)
     parser.add_argument("--show-sql", action="store_true",
                         help="print the GROUP BY statements and their plans")  # fmt: skip
-    parser.add_argument("--serve-with", metavar="SCRIPT",
-                        help="run the server as `python SCRIPT serve …` instead of `tally "
-                        "serve`: a wrapper that patches Tally, to measure a prototype "
-                        "(bench/_usage_prototype.py)")  # fmt: skip
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--keep", action="store_true",
                         help="keep the temporary folder and the PostgreSQL database")  # fmt: skip

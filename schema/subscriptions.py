@@ -27,7 +27,6 @@ from graphql import (
     get_named_type,
 )
 from graphql.execution import Executor
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
 from strawberry.types.nodes import Selection
@@ -35,6 +34,7 @@ from strawberry.types.nodes import Selection
 from api.context import Context, Loaders
 from models import LedgerEntry as LedgerEntryRow
 from schema.credits import CreditBalance, LedgerEntry
+from schema.execution import PlainFieldsExecutor
 from services import live
 
 
@@ -104,25 +104,17 @@ def _selects(selections: Sequence[Selection], name: str) -> bool:
     )
 
 
-class SubscriptionExecutor(StrawberryGraphQLCoreExecutionContext):
-    """Strawberry's executor, with subscription events executed once per process.
-
-    graphql-core 3.3.2 gives every per-event executor of a subscription the same
-    `_relevant_sub_fields` memo, keyed by the identity of field lists that each event
-    collects anew: it gains an entry (about 1-4 KB) per event for as long as the
-    subscription lives. Each event here gets a memo of its own instead.
-    """
+class SubscriptionExecutor(PlainFieldsExecutor):
+    """The schema's executor: plain selections in one go, and each event once per process."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._shareable: bool | None = None
 
-    def build_per_event_executor(self, payload: Any) -> Executor[Any]:
+    def build_per_event_executor(self, payload: Any) -> PlainFieldsExecutor:
         if self._shareable is None:
             self._shareable = selects_only_plain_fields(self)
-        executor = super().build_per_event_executor(payload)
-        executor._relevant_sub_fields = {}
-        return executor
+        return super().build_per_event_executor(payload)
 
     def execute_operation(self, serially: bool | None = None) -> Any:
         payload = self.root_value

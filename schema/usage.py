@@ -1,13 +1,15 @@
 """Usage reports: UsageReport and its parts, the types of Account/Member/Inbox.usage.
 
-Every leaf is a plain attribute, set once by ``from_result``: a 730-day report has some
-5,000 fields, and a resolver per field would cost more than the report itself.
+Every leaf is a plain attribute: a 730-day report has some 6,600 fields, and a resolver
+per field would cost more than the report itself. Plain fields are also what the
+executor completes in one go (schema/execution.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import strawberry
 
@@ -46,25 +48,6 @@ class UsageFigures:
     messages_sent: int
     messages_received: int
 
-    @classmethod
-    def from_result(cls, figures: Figures) -> UsageFigures:
-        return cls(
-            segments=figures.segments,
-            segments_sent=figures.segments_sent,
-            segments_received=figures.segments_received,
-            messages=figures.messages,
-            messages_sent=figures.messages_sent,
-            messages_received=figures.messages_received,
-        )
-
-
-# Most buckets of a sparse report are empty: they all share one object.
-_ZERO = UsageFigures.from_result(Figures())
-
-
-def _figures(figures: Figures) -> UsageFigures:
-    return _ZERO if figures == Figures() else UsageFigures.from_result(figures)
-
 
 @strawberry.type
 class UsageBucket:
@@ -72,9 +55,21 @@ class UsageBucket:
     end: date = strawberry.field(description="Last day of the bucket (clipped to the range).")
     figures: UsageFigures
 
-    @classmethod
-    def from_result(cls, bucket: BucketUsage) -> UsageBucket:
-        return cls(start=bucket.start, end=bucket.end, figures=_figures(bucket.figures))
+
+# The services' Figures and BucketUsage carry every attribute of UsageFigures and
+# UsageBucket under the same name (`segments` and `messages` are properties of Figures),
+# and those fields have no resolver: they only read attributes. So the services' objects
+# are served as they are: copying the 731 buckets of a two-year daily report took 4-9 ms
+# (on 2 busy cores), passing them on takes microseconds. tests/schema/test_usage.py
+# checks the names.
+
+
+def _figures(figures: Figures) -> UsageFigures:
+    return cast(UsageFigures, figures)
+
+
+def _series(series: Sequence[BucketUsage]) -> list[UsageBucket]:
+    return cast(list[UsageBucket], list(series))
 
 
 @strawberry.type
@@ -94,7 +89,7 @@ class UsageGroup:
             member=None if group.member is None else Member.from_model(group.member),
             inbox=None if group.inbox is None else Inbox.from_model(group.inbox),
             totals=_figures(group.totals),
-            series=[UsageBucket.from_result(bucket) for bucket in group.series],
+            series=_series(group.series),
         )
 
 
@@ -120,6 +115,6 @@ class UsageReport:
             granularity=report.granularity,
             timezone=report.timezone,
             totals=_figures(report.totals),
-            series=[UsageBucket.from_result(bucket) for bucket in report.series],
+            series=_series(report.series),
             groups=[UsageGroup.from_result(group) for group in report.groups],
         )
