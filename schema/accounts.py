@@ -178,7 +178,7 @@ class UpdateAccountPayload:
 
 @strawberry.type
 class AccountMutation:
-    @strawberry.mutation(description="ADMIN")
+    @strawberry.mutation(description="ADMIN", permission_classes=[IsAdmin])
     @reports_user_errors
     async def update_account(
         self, info: strawberry.Info[Context, Any], input: UpdateAccountInput

@@ -14,6 +14,7 @@ from schema.enums import CreditBucket, LedgerEntryKind
 from schema.errors import UserError, reports_user_errors
 from schema.ids import to_id
 from schema.pagination import Connection, CursorCodec, page_size
+from schema.permissions import IsAdmin
 from services import auto_recharge, history, payments, purchases
 from services.auto_recharge import AutoRechargeState
 from services.billing import Overview
@@ -237,7 +238,7 @@ class UpdateAutoRechargePayload:
 
 @strawberry.type
 class CreditsMutation:
-    @strawberry.mutation(description="ADMIN")
+    @strawberry.mutation(description="ADMIN", permission_classes=[IsAdmin])
     @reports_user_errors
     async def buy_credits(
         self, info: strawberry.Info[Context, Any], input: BuyCreditsInput
@@ -256,7 +257,7 @@ class CreditsMutation:
             balance=CreditBalance.from_result(bought.balance),
         )
 
-    @strawberry.mutation(description="ADMIN")
+    @strawberry.mutation(description="ADMIN", permission_classes=[IsAdmin])
     @reports_user_errors
     async def set_payment_method(
         self, info: strawberry.Info[Context, Any], input: SetPaymentMethodInput
@@ -266,7 +267,10 @@ class CreditsMutation:
         )
         return SetPaymentMethodPayload(payment_method=PaymentMethod.from_result(saved))
 
-    @strawberry.mutation(description="ADMIN: turn auto-recharge on or off and set its rules.")
+    @strawberry.mutation(
+        description="ADMIN: turn auto-recharge on or off and set its rules.",
+        permission_classes=[IsAdmin],
+    )
     @reports_user_errors
     async def update_auto_recharge(
         self, info: strawberry.Info[Context, Any], input: UpdateAutoRechargeInput

@@ -11,6 +11,7 @@ from api.context import Context
 from schema.errors import UserError, reports_user_errors
 from schema.ids import to_id
 from schema.pagination import DateRangeInput
+from schema.permissions import IsAdmin
 from schema.usage import Granularity, UsageGroupBy, days_of
 from services import exports
 from services.exports import CreatedExport, ExportFormat
@@ -57,7 +58,8 @@ class ExportMutation:
         description=(
             "ADMIN: a usage report as a file; the URL works without a bearer token until it "
             "expires."
-        )
+        ),
+        permission_classes=[IsAdmin],
     )
     @reports_user_errors
     async def create_usage_export(

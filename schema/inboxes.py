@@ -86,7 +86,7 @@ class CreateInboxPayload:
 
 @strawberry.type
 class InboxMutation:
-    @strawberry.mutation(description="ADMIN")
+    @strawberry.mutation(description="ADMIN", permission_classes=[IsAdmin])
     @reports_user_errors
     async def create_inbox(
         self, info: strawberry.Info[Context, Any], input: CreateInboxInput

@@ -12,6 +12,7 @@ from schema.enums import Role
 from schema.errors import UserError, reports_user_errors
 from schema.ids import to_id
 from schema.pagination import DateRangeInput
+from schema.permissions import IsAdmin
 from schema.usage import Granularity, UsageReport, days_of
 from services import members, usage
 
@@ -84,7 +85,7 @@ class CreateMemberPayload:
 
 @strawberry.type
 class MemberMutation:
-    @strawberry.mutation(description="ADMIN")
+    @strawberry.mutation(description="ADMIN", permission_classes=[IsAdmin])
     @reports_user_errors
     async def create_member(
         self, info: strawberry.Info[Context, Any], input: CreateMemberInput

@@ -11,7 +11,7 @@ from api.context import Context
 
 
 class IsAdmin(BasePermission):
-    message = "Only an admin may read this field."
+    message = "Only an admin may use this field."
     error_extensions = {"code": "FORBIDDEN"}
 
     def has_permission(

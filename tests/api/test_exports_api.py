@@ -219,8 +219,8 @@ async def test_an_unknown_but_signed_id_is_not_found(
 async def test_a_member_gets_forbidden_and_nothing_is_stored(api: Api, account: NewAccount) -> None:
     token = await member_token(api, account)
     body = await api(CREATE_EXPORT, {"input": {}}, token=token)
-    [error] = errors_of(body, "createUsageExport")
-    assert (error["code"], error["field"]) == ("FORBIDDEN", None)
+    [error] = body["errors"]
+    assert (error["extensions"]["code"], error["path"]) == ("FORBIDDEN", ["createUsageExport"])
     assert await UsageExport.all().count() == 0
 
 
