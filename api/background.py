@@ -1,10 +1,12 @@
-"""Background work of a server process: the monthly allotment sweep.
+"""Background work of a server process: the monthly allotment sweep, and stalled recharges.
 
 Allotments are applied lazily by the first balance read or write of a new month;
 the sweep also applies them for accounts nobody touches, so that expiries and
 grants (and their live events) happen on time. Several processes may sweep at
 once: the account row lock and the per-period unique key keep every grant
-exactly-once.
+exactly-once. The same loop settles auto-recharges that a stopped process left
+between the provider's charge and the ledger entry, for accounts that no later
+change would trigger (services/auto_recharge.py).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from api.runtime import Runtime
-from services import allotments
+from services import allotments, auto_recharge
 from services.broadcast import announce
 
 log = logging.getLogger("tally.background")
@@ -34,12 +36,23 @@ async def sweep_due_allotments(runtime: Runtime) -> int:
     return changed
 
 
+async def sweep_stalled_recharges(runtime: Runtime) -> int:
+    """Settle auto-recharges a stopped process left between charge and ledger entry."""
+    return await auto_recharge.complete_all_stalled_recharges(
+        clock=runtime.clock, provider=runtime.payments, broker=runtime.broker
+    )
+
+
 async def _sweep_forever(runtime: Runtime, interval: float) -> None:
     while True:
         try:
             await sweep_due_allotments(runtime)
         except Exception:
             log.exception("allotment sweep failed; retrying in %s s", interval)
+        try:
+            await sweep_stalled_recharges(runtime)
+        except Exception:
+            log.exception("stalled recharge sweep failed; retrying in %s s", interval)
         await asyncio.sleep(interval)
 
 

@@ -6,10 +6,13 @@ import argparse
 import asyncio
 import json
 import logging
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors import Multiprocess
 
 from api.settings import Settings
 from models.db import close_database, migrate_database, open_database
@@ -35,15 +38,36 @@ def _with_database(settings: Settings, work: Callable[[], Awaitable[int]]) -> in
 
 def serve(args: argparse.Namespace, settings: Settings) -> int:
     settings.warn_about_defaults()
-    if not args.no_migrate:
-        asyncio.run(migrate_database(settings.database_url))
-    uvicorn.run(
+    try:
+        listener = _listen(args.host, args.port)
+    except OSError as error:
+        reason = error.strerror or error
+        sys.stderr.write(f"tally: cannot listen on {args.host}:{args.port}: {reason}\n")
+        return 2
+    with listener:
+        if not args.no_migrate:
+            asyncio.run(migrate_database(settings.database_url))
+        log.info("listening on http://%s:%d", args.host, listener.getsockname()[1])
+        config = server_config(args, settings)
+        if args.workers > 1:
+            Multiprocess(config, sockets=[listener]).run()
+            return 0
+        server = uvicorn.Server(config)
+        server.run(sockets=[listener])
+        return 0 if server.started else STARTUP_FAILURE
+
+
+def server_config(args: argparse.Namespace, settings: Settings) -> uvicorn.Config:
+    """uvicorn's settings for `tally serve`."""
+    return uvicorn.Config(
         "api.asgi:app",
         host=args.host,
         port=args.port,
         workers=args.workers,
         timeout_graceful_shutdown=10,
-        ws_max_size=1024 * 1024,
+        # The app checks websocket messages too (api/limits.py); uvicorn stops reading
+        # an oversized frame before it is buffered whole.
+        ws_max_size=settings.max_body_bytes,
         # Ping frames keep idle websockets open through proxies (graphql-transport-ws leaves
         # pings to its clients) and drop peers that stopped answering; docs/live-balances.md.
         ws_ping_interval=20.0,
@@ -52,7 +76,24 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         # doubled the fan-out's delays and held 45 MB per 1,000 sockets (docs/benchmarks.md).
         ws_per_message_deflate=False,
     )
-    return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound before anything starts.
+
+    uvicorn binds only after the app's startup (database, background sweep) and then
+    fails half-started, with a traceback from the database thread; binding first makes
+    a port in use one clear line. The workers of `--workers N` share this socket.
+    """
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+    except OSError:
+        listener.close()
+        raise
+    listener.set_inheritable(True)
+    return listener
 
 
 def migrate(args: argparse.Namespace, settings: Settings) -> int:

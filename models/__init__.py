@@ -1,13 +1,20 @@
 """Tortoise models: the tables of Tally. Only services/ queries them."""
 
 from models.accounts import Account, ApiToken, Inbox, InboxAccess, Member
-from models.credits import IdempotencyRecord, LedgerEntry, Message, SubscriptionPeriod
+from models.credits import (
+    AutoRecharge,
+    IdempotencyRecord,
+    LedgerEntry,
+    Message,
+    SubscriptionPeriod,
+)
 from models.exports import UsageExport
 from models.usage import UsageAccountDay, UsageDay, UsageMonth
 
 __all__ = [
     "Account",
     "ApiToken",
+    "AutoRecharge",
     "IdempotencyRecord",
     "Inbox",
     "InboxAccess",

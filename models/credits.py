@@ -1,7 +1,8 @@
-"""Messages, the credit ledger, subscription periods and idempotency records."""
+"""Messages, the credit ledger, subscription periods, idempotency records and auto-recharges."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 from tortoise import fields
@@ -116,3 +117,42 @@ class IdempotencyRecord(Model):
     class Meta:
         table = "idempotency_record"
         unique_together = (("account", "operation", "key"),)
+
+
+class RechargeState(StrEnum):
+    PENDING = "PENDING"
+    CREDITED = "CREDITED"
+    DECLINED = "DECLINED"
+    # The provider has no charge under the key: the process stopped before charging.
+    NOT_CHARGED = "NOT_CHARGED"
+
+
+class AutoRecharge(Model):
+    """One auto-recharge, written before its charge so that a crash after the charge is recovered.
+
+    PENDING while the charge is in flight; a recharge still PENDING after its claim on
+    the account timed out is completed by asking the provider for the charge under
+    `charge_key`: CREDITED (with its ledger entry) when there is one, NOT_CHARGED when not.
+    """
+
+    id = fields.BigIntField(primary_key=True)
+    account: fields.ForeignKeyRelation[Account] = fields.ForeignKeyField(
+        "models.Account", related_name="auto_recharges", on_delete=fields.RESTRICT
+    )
+    account_id: int
+    # The charge's idempotency key at the payment provider.
+    charge_key = fields.CharField(max_length=64, unique=True)
+    credits = fields.IntField()
+    amount_cents = fields.IntField()
+    state = fields.CharEnumField(RechargeState, max_length=11)
+    failure = fields.CharField(max_length=500, null=True)
+    entry: fields.ForeignKeyNullableRelation[LedgerEntry] = fields.ForeignKeyField(
+        "models.LedgerEntry", related_name="auto_recharge", null=True, on_delete=fields.RESTRICT
+    )
+    entry_id: int | None
+    created_at = fields.DatetimeField()
+    settled_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "auto_recharge"
+        indexes = (("state", "created_at"), ("account_id", "state"))

@@ -1,22 +1,32 @@
 """Auto-recharge: buy credits when a committed change leaves the total below a threshold.
 
-At most one recharge per triggering change (the charge's idempotency key is the
-change's balance version, and a recharge is never itself the trigger of another),
+At most one recharge per triggering change (the claim checks that no change came
+since the rules were read, and a recharge is never itself the trigger of another),
 at most `max_per_period` per subscription month, never two at once for one account
 (a claim on the account row), and three declines in a row turn it off. An outbound
 send that would fail for lack of credits triggers it first, whatever the threshold.
+
+A crash between the charge and its ledger entry loses nothing: the claim and a
+PENDING `AutoRecharge` with the charge's idempotency key commit before the provider
+is called, and settle with the entry (or the decline). What a stopped process left
+PENDING is settled, once its claim has timed out, by the account's next trigger or by
+the background sweep, which ask the provider for the charge under that key. The entry
+is posted under the account lock only while the recharge is not yet CREDITED, so the
+charging process and a recovery never credit twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from tortoise.expressions import F, Q
 from tortoise.transactions import in_transaction
 
 from models import Account, LedgerEntry
+from models.credits import AutoRecharge, RechargeState
 from models.enums import CreditBucket, LedgerEntryKind
 from services.access import Principal, require_admin
 from services.allotments import apply_due_allotments
@@ -30,6 +40,7 @@ from services.periods import period_at
 FAILURES_BEFORE_OFF = 3
 # A claim older than this belongs to a process that died mid-recharge.
 CLAIM_TIMEOUT = timedelta(minutes=1)
+UNSETTLED = (RechargeState.PENDING, RechargeState.NOT_CHARGED)
 # How a refused send waits for a recharge that another request is running.
 WAIT_STEP_SECONDS = 0.02
 WAIT_LIMIT_SECONDS = 30.0
@@ -123,31 +134,80 @@ async def maybe_auto_recharge(
     """
     waited = 0.0
     while True:
-        account = await Account.get(id=account_id)
+        account = await _with_stalled_completed(account_id, clock, provider, broker)
         method = saved_method(account)
         if method is None or not await _recharge_applies(account, required, clock=clock):
             return None
-        if await _claim(account, clock=clock):
+        recharge = await _claim(account, clock=clock)
+        if recharge is not None:
             break
         if required is None or waited >= WAIT_LIMIT_SECONDS:
             return None
         await asyncio.sleep(WAIT_STEP_SECONDS)
         waited += WAIT_STEP_SECONDS
-    amount = account.auto_recharge_credits * account.price_per_credit_cents
     try:
-        await provider.charge(
+        charge = await provider.charge(
             reference=method.reference,
-            amount_cents=amount,
+            amount_cents=recharge.amount_cents,
             currency=account.currency,
-            idempotency_key=f"auto-recharge:{account.id}:{account.balance_version}",
+            idempotency_key=recharge.charge_key,
         )
     except PaymentDeclined as declined:
-        await _record_decline(account, reason=declined.message)
+        await _record_decline(recharge, reason=declined.message, now=clock.now())
         return None
-    except BaseException:
-        await Account.filter(id=account.id).update(auto_recharge_claimed_at=None)
-        raise
-    return await _add_recharge(account, amount_cents=amount, clock=clock, broker=broker)
+    # Any other failure leaves the claim and the PENDING row as they are: the charge may
+    # have been made, and recovery asks the provider once the claim has timed out.
+    change = await _credit(recharge, amount_cents=charge.amount_cents, clock=clock, broker=broker)
+    await _release(account_id, claimed_at=recharge.created_at)
+    return change
+
+
+async def complete_stalled_recharges(
+    *, account_id: int, clock: Clock, provider: PaymentProvider, broker: Broker
+) -> int:
+    """Settle the recharges a stopped process left PENDING on the account; how many it found.
+
+    Only when no live recharge holds the account's claim (none, or one older than
+    CLAIM_TIMEOUT), which this takes over: never beside a live recharge, and never two
+    at once. A charge the provider has under the recharge's key is credited (one
+    entry); without one the recharge is dropped (NOT_CHARGED): the customer paid nothing.
+    """
+    now = clock.now()
+    unclaimed = Q(auto_recharge_claimed_at__isnull=True) | Q(
+        auto_recharge_claimed_at__lt=now - CLAIM_TIMEOUT
+    )
+    taken = await Account.filter(unclaimed, id=account_id).update(auto_recharge_claimed_at=now)
+    if taken != 1:
+        return 0
+    stalled = await AutoRecharge.filter(account_id=account_id, state=RechargeState.PENDING)
+    for recharge in stalled:
+        charge = await provider.find_charge(idempotency_key=recharge.charge_key)
+        if charge is None:
+            await AutoRecharge.filter(id=recharge.id, state=RechargeState.PENDING).update(
+                state=RechargeState.NOT_CHARGED, settled_at=clock.now()
+            )
+        else:
+            await _credit(recharge, amount_cents=charge.amount_cents, clock=clock, broker=broker)
+    await _release(account_id, claimed_at=now)
+    return len(stalled)
+
+
+async def complete_all_stalled_recharges(
+    *, clock: Clock, provider: PaymentProvider, broker: Broker, batch: int = 100
+) -> int:
+    """For the background sweep: settle stalled recharges of any account (a batch); how many."""
+    cutoff = clock.now() - CLAIM_TIMEOUT
+    stalled = (
+        await AutoRecharge.filter(state=RechargeState.PENDING, created_at__lt=cutoff)
+        .order_by("id")
+        .limit(batch)
+    )
+    settled = 0
+    for account_id in sorted({recharge.account_id for recharge in stalled}):
+        settled += await complete_stalled_recharges(
+            account_id=account_id, clock=clock, provider=provider, broker=broker
+        )
+    return settled
 
 
 def below_threshold(account: Account) -> bool:
@@ -185,47 +245,95 @@ async def _last_change_was_a_recharge(account: Account) -> bool:
     return last is not None and last.kind is LedgerEntryKind.AUTO_RECHARGE
 
 
-async def _claim(account: Account, *, clock: Clock) -> bool:
-    """Take the account's recharge claim, if no recharge runs and no change came since we read."""
-    now = clock.now()
-    free = Q(auto_recharge_claimed_at__isnull=True) | Q(
-        auto_recharge_claimed_at__lt=now - CLAIM_TIMEOUT
+async def _with_stalled_completed(
+    account_id: int, clock: Clock, provider: PaymentProvider, broker: Broker
+) -> Account:
+    """The account as read, after settling a recharge that died under its claim (if any)."""
+    account = await Account.get(id=account_id)
+    claimed_at = account.auto_recharge_claimed_at
+    if claimed_at is None or claimed_at >= clock.now() - CLAIM_TIMEOUT:
+        return account
+    await complete_stalled_recharges(
+        account_id=account_id, clock=clock, provider=provider, broker=broker
     )
-    taken = await Account.filter(
-        free, id=account.id, auto_recharge_enabled=True, balance_version=account.balance_version
-    ).update(auto_recharge_claimed_at=now)
-    return taken == 1
+    return await Account.get(id=account_id)
 
 
-async def _record_decline(account: Account, *, reason: str) -> None:
-    """Count the decline in the row itself and turn off at the limit; never turn back on."""
+async def _claim(account: Account, *, clock: Clock) -> AutoRecharge | None:
+    """Claim the account and record a PENDING recharge, if no recharge runs or died
+    unsettled and no change came since we read; both commit before any charge."""
+    now = clock.now()
     async with in_transaction():
-        await Account.filter(id=account.id).update(
+        taken = await Account.filter(
+            id=account.id,
+            auto_recharge_claimed_at__isnull=True,
+            auto_recharge_enabled=True,
+            balance_version=account.balance_version,
+        ).update(auto_recharge_claimed_at=now)
+        if taken != 1:
+            return None
+        return await AutoRecharge.create(
+            account_id=account.id,
+            charge_key=f"auto-recharge:{account.id}:{uuid.uuid4().hex}",
+            credits=account.auto_recharge_credits,
+            amount_cents=account.auto_recharge_credits * account.price_per_credit_cents,
+            state=RechargeState.PENDING,
+            created_at=now,
+        )
+
+
+async def _release(account_id: int, *, claimed_at: datetime) -> None:
+    """Give up the claim taken at `claimed_at`, unless a recovery has taken it over since."""
+    await Account.filter(id=account_id, auto_recharge_claimed_at=claimed_at).update(
+        auto_recharge_claimed_at=None
+    )
+
+
+async def _record_decline(recharge: AutoRecharge, *, reason: str, now: datetime) -> None:
+    """Settle the recharge as declined and count the decline in the account row itself;
+    turn auto-recharge off at the limit, never back on."""
+    async with in_transaction():
+        await AutoRecharge.filter(id=recharge.id, state__in=UNSETTLED).update(
+            state=RechargeState.DECLINED, failure=reason, settled_at=now
+        )
+        await Account.filter(id=recharge.account_id).update(
             auto_recharge_failures=F("auto_recharge_failures") + 1,
             auto_recharge_last_failure=reason,
-            auto_recharge_claimed_at=None,
         )
-        await Account.filter(id=account.id, auto_recharge_failures__gte=FAILURES_BEFORE_OFF).update(
-            auto_recharge_enabled=False
-        )
+        await Account.filter(
+            id=recharge.account_id, auto_recharge_failures__gte=FAILURES_BEFORE_OFF
+        ).update(auto_recharge_enabled=False)
+        await _release(recharge.account_id, claimed_at=recharge.created_at)
 
 
-async def _add_recharge(
-    account: Account, *, amount_cents: int, clock: Clock, broker: Broker
-) -> Change:
-    recharge = Posting(
-        LedgerEntryKind.AUTO_RECHARGE,
-        CreditBucket.PURCHASED,
-        account.auto_recharge_credits,
-        amount_cents=amount_cents,
-    )
+async def _credit(
+    recharge: AutoRecharge, *, amount_cents: int, clock: Clock, broker: Broker
+) -> Change | None:
+    """Post the recharge's entry, unless it is credited already; the change, or None.
+
+    NOT_CHARGED counts as not yet credited: a recovery gave up on a charge that its
+    process, slower than the claim's timeout, made after all.
+    """
+    now = clock.now()
     async with in_transaction():
-        locked = await lock_account(account.id)
-        entries = await apply_due_allotments(locked, now=clock.now())
-        entries += await post(locked, [recharge], now=clock.now())
+        locked = await lock_account(recharge.account_id)
+        # Read under the account lock: whoever credits first is seen by the other.
+        if (await AutoRecharge.get(id=recharge.id)).state not in UNSETTLED:
+            return None
+        posting = Posting(
+            LedgerEntryKind.AUTO_RECHARGE,
+            CreditBucket.PURCHASED,
+            recharge.credits,
+            amount_cents=amount_cents,
+        )
+        entries = await apply_due_allotments(locked, now=now)
+        entries += await post(locked, [posting], now=now)
         balance = await save_balance(locked)
-        await Account.filter(id=account.id).update(
-            auto_recharge_failures=0, auto_recharge_last_failure=None, auto_recharge_claimed_at=None
+        await AutoRecharge.filter(id=recharge.id).update(
+            state=RechargeState.CREDITED, entry_id=entries[-1].id, settled_at=now
+        )
+        await Account.filter(id=locked.id).update(
+            auto_recharge_failures=0, auto_recharge_last_failure=None
         )
     change = Change(balance=balance, entries=entries)
     await announce(broker, change)

@@ -2,7 +2,9 @@
 
 A real provider (Stripe, Braintree …) plugs in behind `PaymentProvider`. Charges
 carry an idempotency key, as real providers accept, so a retry after a crash
-never charges twice.
+never charges twice; and a charge can be looked up by its key, so that work
+interrupted between the charge and its ledger entry finds out whether the charge
+was made.
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ class PaymentProvider(Protocol):
         """Charge a saved method; PaymentDeclined when the provider declines."""
         ...
 
+    async def find_charge(self, *, idempotency_key: str) -> Charge | None:
+        """The successful charge made with this idempotency key, or None if none was made."""
+        ...
+
 
 _TEST_CARDS = {
     "tok_visa": ("visa", "4242"),
@@ -76,6 +82,9 @@ class SimulatedPaymentProvider:
                 id=f"ch_sim_{uuid.uuid4().hex}", amount_cents=amount_cents, currency=currency
             )
         return self.charges[idempotency_key]
+
+    async def find_charge(self, *, idempotency_key: str) -> Charge | None:
+        return self.charges.get(idempotency_key)
 
 
 async def set_payment_method(

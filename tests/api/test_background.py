@@ -8,7 +8,16 @@ from api.runtime import Runtime
 from models import Account, LedgerEntry, SubscriptionPeriod
 from models.enums import LedgerEntryKind
 from services.accounts import NewAccount
+from services.auto_recharge import CLAIM_TIMEOUT
 from services.clock import FrozenClock
+from services.payments import SimulatedPaymentProvider, set_payment_method
+from tests.services.conftest import open_inbox, principal
+from tests.services.test_auto_recharge import (
+    DyingAfterCharge,
+    assert_recharged_once,
+    die_mid_recharge,
+    recharges,
+)
 
 
 async def test_sweep_grants_the_new_month_to_untouched_accounts(
@@ -56,3 +65,24 @@ async def test_sweeper_runs_in_the_background_until_stopped(
                 break
             await asyncio.sleep(0.01)
     assert await SubscriptionPeriod.filter(account_id=account.account.id).count() == 4
+
+
+async def test_sweeper_settles_a_recharge_a_stopped_process_left_charged(
+    account: NewAccount, runtime: Runtime, clock: FrozenClock, payments: SimulatedPaymentProvider
+) -> None:
+    # given a send whose auto-recharge was charged but died before its ledger entry
+    admin = principal(account)
+    inbox = await open_inbox(admin, clock)
+    await set_payment_method(actor=admin, token="tok_visa", provider=payments)
+    runtime.payments = DyingAfterCharge(payments.charges)
+    await die_mid_recharge(runtime, admin, inbox)
+    runtime.payments = payments
+    # when the sweeper runs once the recharge's claim has timed out
+    clock.advance(CLAIM_TIMEOUT + timedelta(seconds=1))
+    async with allotment_sweeper(runtime, interval=0.01):
+        for _ in range(200):
+            if await recharges(account.account.id):
+                break
+            await asyncio.sleep(0.01)
+    # then the charge is credited, once
+    await assert_recharged_once(account.account.id, payments)

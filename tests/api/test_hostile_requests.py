@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from api import cli
 from api.settings import Settings
@@ -140,14 +139,11 @@ async def test_an_unsupported_method_is_405_json(client: httpx.AsyncClient) -> N
     assert error_code(response, 405) == "METHOD_NOT_ALLOWED"
 
 
-def test_tally_serve_bounds_websocket_messages_to_1_mib(monkeypatch: pytest.MonkeyPatch) -> None:
-    # given uvicorn.run replaced by a recorder
-    options: dict[str, Any] = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: options.update(kwargs))
+def test_tally_serve_bounds_websocket_messages_by_the_body_limit() -> None:
     args = argparse.Namespace(host="127.0.0.1", port=8000, workers=1, no_migrate=True)
 
-    # when
-    cli.serve(args, Settings(secret_key="s", webhook_secret="w"))
+    default = Settings(secret_key="s", webhook_secret="w")
+    raised = Settings(secret_key="s", webhook_secret="w", max_body_bytes=2 * ONE_MIB)
 
-    # then
-    assert options["ws_max_size"] == ONE_MIB
+    assert cli.server_config(args, default).ws_max_size == ONE_MIB
+    assert cli.server_config(args, raised).ws_max_size == 2 * ONE_MIB

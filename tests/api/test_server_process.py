@@ -199,3 +199,27 @@ async def test_a_sqlite_database_in_a_missing_folder_is_refused_not_hung(
     _, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 2
     assert "does not exist" in err.decode()
+
+
+async def test_serve_on_a_port_in_use_exits_with_one_line_and_no_traceback(server: Server) -> None:
+    # given the module's server listening on its port
+    port = server.url.rsplit(":", 1)[1]
+    # when a second server is started on that port
+    process = await asyncio.create_subprocess_exec(
+        TALLY, "serve", "--port", port, env=server.env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    # then it says why in one line and exits with an error status, having started nothing
+    assert process.returncode == 2
+    assert err.decode() == f"tally: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+    assert out == b""
+
+
+async def test_a_four_slash_sqlite_url_is_an_absolute_path(server: Server, tmp_path: Path) -> None:
+    # the CLI runs in the project folder, where a relative reading would miss the folder
+    absolute = Server(
+        url=server.url, env={**server.env, "TALLY_DATABASE_URL": f"sqlite:///{tmp_path}/abs.db"}
+    )
+    await absolute.cli("migrate")
+    assert (tmp_path / "abs.db").is_file()

@@ -1,18 +1,29 @@
-"""Auto-recharge: its settings, when it buys, how often, and what a decline does."""
+"""Auto-recharge: its settings, when it buys, how often, what a decline does, and crashes."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
 
 from api.runtime import Runtime
 from models import Account, Inbox, LedgerEntry
+from models.credits import AutoRecharge, RechargeState
 from models.enums import CreditBucket, LedgerEntryKind, Role
+from services import auto_recharge
 from services.access import Principal
 from services.accounts import NewAccount
-from services.auto_recharge import auto_recharge_state, maybe_auto_recharge, update_auto_recharge
+from services.auto_recharge import (
+    CLAIM_TIMEOUT,
+    auto_recharge_state,
+    complete_all_stalled_recharges,
+    complete_stalled_recharges,
+    maybe_auto_recharge,
+    update_auto_recharge,
+)
 from services.clock import FrozenClock
 from services.errors import (
     Forbidden,
@@ -26,6 +37,7 @@ from services.payments import Charge, SimulatedPaymentProvider, set_payment_meth
 from tests.services.conftest import (
     Buckets,
     EventReader,
+    assert_ledger_balances,
     body_of,
     buckets,
     enable_auto_recharge,
@@ -258,6 +270,10 @@ async def test_a_declined_recharge_sets_last_failure_and_writes_no_entry(
     assert await recharges(account.account.id) == []
     assert payments.charges == {}
     assert await buckets(account.account.id) == Buckets(999, 0)
+    # and nothing is left pending
+    [recharge] = await AutoRecharge.filter(account_id=account.account.id)
+    assert (recharge.state, recharge.failure) == (RechargeState.DECLINED, state.last_failure)
+    assert row.auto_recharge_claimed_at is None
 
 
 async def test_three_declines_in_a_row_turn_auto_recharge_off(
@@ -356,3 +372,296 @@ async def test_a_send_and_its_recharge_are_announced_in_order(
     assert (sent.balance.total, recharged.balance.total) == (999, 1499)
     assert not await reader.pending()
     await reader.close()
+
+
+# Crashes between the charge and its ledger entry
+
+
+class ProcessDied(BaseException):
+    """The process stops here: no handler of the code under test runs after it."""
+
+
+class DyingAfterCharge(SimulatedPaymentProvider):
+    """Charges (the provider keeps the charge), then the process dies before the answer lands."""
+
+    async def charge(
+        self, *, reference: str, amount_cents: int, currency: str, idempotency_key: str
+    ) -> Charge:
+        await super().charge(
+            reference=reference,
+            amount_cents=amount_cents,
+            currency=currency,
+            idempotency_key=idempotency_key,
+        )
+        raise ProcessDied
+
+
+class DyingBeforeCharge(SimulatedPaymentProvider):
+    """The process dies before its charge reaches the provider."""
+
+    async def charge(
+        self, *, reference: str, amount_cents: int, currency: str, idempotency_key: str
+    ) -> Charge:
+        raise ProcessDied
+
+
+class StalledCharge(SimulatedPaymentProvider):
+    """A charging process stuck past the claim's timeout, before or after its charge is made."""
+
+    def __init__(self, charges: dict[str, Charge], *, charge_first: bool) -> None:
+        super().__init__(charges)
+        self.charge_first = charge_first
+        self.stuck = asyncio.Event()
+        self.resume = asyncio.Event()
+
+    async def charge(
+        self, *, reference: str, amount_cents: int, currency: str, idempotency_key: str
+    ) -> Charge:
+        if self.charge_first:
+            await self._charge_once(reference, amount_cents, currency, idempotency_key)
+        self.stuck.set()
+        await self.resume.wait()
+        return await self._charge_once(reference, amount_cents, currency, idempotency_key)
+
+    async def _charge_once(self, reference: str, amount: int, currency: str, key: str) -> Charge:
+        return await super().charge(
+            reference=reference, amount_cents=amount, currency=currency, idempotency_key=key
+        )
+
+
+async def _die_in_the_ledger_transaction(*args: object, **kwargs: object) -> None:
+    raise ProcessDied
+
+
+@dataclass
+class Crash:
+    """A fault that kills a recharge between its charge and its ledger entry."""
+
+    restart: Callable[[], None]
+    """Bring up a process without the fault (the provider keeps its charges)."""
+
+
+@pytest.fixture(params=["after the charge", "inside the ledger transaction"])
+def crash(
+    request: pytest.FixtureRequest,
+    runtime: Runtime,
+    payments: SimulatedPaymentProvider,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Crash:
+    if request.param == "after the charge":
+        runtime.payments = DyingAfterCharge(payments.charges)
+    else:
+        monkeypatch.setattr(auto_recharge, "save_balance", _die_in_the_ledger_transaction)
+
+    def restart() -> None:
+        runtime.payments = payments
+        monkeypatch.undo()
+
+    return Crash(restart)
+
+
+async def recover(runtime: Runtime, account_id: int) -> int:
+    return await complete_stalled_recharges(
+        account_id=account_id, clock=runtime.clock, provider=runtime.payments, broker=runtime.broker
+    )
+
+
+async def sweep(runtime: Runtime) -> int:
+    return await complete_all_stalled_recharges(
+        clock=runtime.clock, provider=runtime.payments, broker=runtime.broker
+    )
+
+
+async def die_mid_recharge(runtime: Runtime, admin: Principal, inbox: Inbox) -> None:
+    """A send leaves 999 credits, below the 1,000 threshold: its 500-credit recharge dies."""
+    await enable_auto_recharge(admin, runtime, threshold=1000, credits=500)
+    with pytest.raises(ProcessDied):
+        await send(runtime, admin, inbox, "Hello")
+
+
+async def assert_recharged_once(account_id: int, payments: SimulatedPaymentProvider) -> None:
+    [charge] = payments.charges.values()
+    [entry] = await recharges(account_id)
+    assert (entry.bucket, entry.credits, entry.amount_cents) == (
+        CreditBucket.PURCHASED,
+        500,
+        charge.amount_cents,
+    )
+    [recharge] = await AutoRecharge.filter(account_id=account_id)
+    assert (recharge.state, recharge.entry_id) == (RechargeState.CREDITED, entry.id)
+    assert (await Account.get(id=account_id)).auto_recharge_claimed_at is None
+    await assert_ledger_balances(account_id)
+
+
+async def test_a_crash_between_charge_and_entry_leaves_a_pending_recharge_and_no_credit(
+    account: NewAccount, admin: Principal, inbox: Inbox, runtime: Runtime, payments, card, crash
+) -> None:
+    await die_mid_recharge(runtime, admin, inbox)
+    assert len(payments.charges) == 1
+    assert await recharges(account.account.id) == []
+    assert await buckets(account.account.id) == Buckets(999, 0)
+    [recharge] = await AutoRecharge.filter(account_id=account.account.id)
+    assert recharge.state is RechargeState.PENDING
+    assert recharge.charge_key in payments.charges
+
+
+async def test_the_next_trigger_after_the_claim_timed_out_credits_the_charge_once(
+    account: NewAccount,
+    admin: Principal,
+    inbox: Inbox,
+    runtime: Runtime,
+    clock: FrozenClock,
+    payments,
+    card,
+    crash,
+) -> None:
+    # given a recharge that died after its charge
+    await die_mid_recharge(runtime, admin, inbox)
+    crash.restart()
+    # when the claim has timed out and the next send triggers auto-recharge
+    clock.advance(CLAIM_TIMEOUT + timedelta(seconds=1))
+    await send(runtime, admin, inbox, "Hello again")
+    # then the charge made before the crash is credited, and nothing is charged again
+    await assert_recharged_once(account.account.id, payments)
+    assert await buckets(account.account.id) == Buckets(998, 500)
+
+
+async def test_a_stalled_recharge_is_left_to_its_process_until_the_claim_times_out(
+    account: NewAccount,
+    admin: Principal,
+    inbox: Inbox,
+    runtime: Runtime,
+    clock: FrozenClock,
+    payments,
+    card,
+    crash,
+) -> None:
+    await die_mid_recharge(runtime, admin, inbox)
+    crash.restart()
+    clock.advance(CLAIM_TIMEOUT - timedelta(seconds=1))
+    assert await recover(runtime, account.account.id) == 0
+    assert await sweep(runtime) == 0
+    await send(runtime, admin, inbox, "Hello again")
+    assert await recharges(account.account.id) == []
+    assert len(payments.charges) == 1
+    [recharge] = await AutoRecharge.filter(account_id=account.account.id)
+    assert recharge.state is RechargeState.PENDING
+
+
+async def test_the_background_sweep_credits_a_stalled_recharge_and_announces_it(
+    account: NewAccount,
+    admin: Principal,
+    inbox: Inbox,
+    runtime: Runtime,
+    clock: FrozenClock,
+    payments,
+    card,
+    crash,
+) -> None:
+    # given a recharge that died after its charge, on an account nobody touches since
+    await die_mid_recharge(runtime, admin, inbox)
+    crash.restart()
+    reader = EventReader(runtime, account.account.id)
+    await reader.start()
+    # when the sweep runs after the claim timed out
+    clock.advance(CLAIM_TIMEOUT + timedelta(seconds=1))
+    assert await sweep(runtime) == 1
+    # then the charge is credited once, live subscribers see it, and a second sweep finds nothing
+    await assert_recharged_once(account.account.id, payments)
+    event = await reader.next()
+    [entry] = await recharges(account.account.id)
+    assert (list(event.entry_ids), event.balance.total) == ([entry.id], 1499)
+    assert await sweep(runtime) == 0
+    await reader.close()
+
+
+async def test_a_recharge_that_died_before_charging_is_dropped_and_the_next_one_charges(
+    account: NewAccount,
+    admin: Principal,
+    inbox: Inbox,
+    runtime: Runtime,
+    clock: FrozenClock,
+    payments,
+    card,
+) -> None:
+    # given a recharge whose process died before the provider saw its charge
+    runtime.payments = DyingBeforeCharge(payments.charges)
+    await die_mid_recharge(runtime, admin, inbox)
+    runtime.payments = payments
+    # when it is recovered
+    clock.advance(CLAIM_TIMEOUT + timedelta(seconds=1))
+    assert await recover(runtime, account.account.id) == 1
+    # then nothing was charged or credited, and nothing is pending
+    [dropped] = await AutoRecharge.filter(account_id=account.account.id)
+    assert dropped.state is RechargeState.NOT_CHARGED
+    assert (payments.charges, await recharges(account.account.id)) == ({}, [])
+    assert (await Account.get(id=account.account.id)).auto_recharge_claimed_at is None
+    # while the next change recharges as usual
+    await send(runtime, admin, inbox, "Hello again")
+    assert len(await recharges(account.account.id)) == 1
+    assert len(payments.charges) == 1
+
+
+async def test_recoveries_and_triggers_at_once_credit_the_charge_once(
+    account: NewAccount,
+    admin: Principal,
+    inbox: Inbox,
+    runtime: Runtime,
+    clock: FrozenClock,
+    payments,
+    card,
+    crash,
+) -> None:
+    # given a recharge that died after its charge, and the claim timed out
+    await die_mid_recharge(runtime, admin, inbox)
+    crash.restart()
+    clock.advance(CLAIM_TIMEOUT + timedelta(seconds=1))
+    # when recoveries, sweeps and triggers all run at once
+    account_id = account.account.id
+    found = await asyncio.gather(
+        *(recover(runtime, account_id) for _ in range(4)),
+        *(sweep(runtime) for _ in range(4)),
+        *(recharge_now(runtime, account_id) for _ in range(4)),
+    )
+    # then exactly one of them settled it, and it was credited once
+    assert sorted(found[:8]) == [0] * 7 + [1]
+    await assert_recharged_once(account_id, payments)
+    assert await buckets(account_id) == Buckets(999, 500)
+
+
+async def test_a_recovery_credits_a_stuck_process_charge_and_the_process_adds_nothing(
+    account: NewAccount, admin: Principal, inbox: Inbox, runtime: Runtime, clock: FrozenClock, card
+) -> None:
+    # given a charging process stuck past the claim's timeout after its charge
+    runtime.payments = provider = StalledCharge({}, charge_first=True)
+    await send(runtime, admin, inbox, "Hello")
+    await enable_auto_recharge(admin, runtime, threshold=1_000_000, credits=500)
+    process = asyncio.create_task(recharge_now(runtime, account.account.id))
+    await provider.stuck.wait()
+    clock.advance(CLAIM_TIMEOUT + timedelta(seconds=1))
+    # when a recovery credits the charge, and then the process resumes
+    assert await recover(runtime, account.account.id) == 1
+    provider.resume.set()
+    # then the process adds nothing more
+    assert await process is None
+    await assert_recharged_once(account.account.id, provider)
+
+
+async def test_a_charge_made_after_a_recovery_gave_up_is_credited_by_its_process(
+    account: NewAccount, admin: Principal, inbox: Inbox, runtime: Runtime, clock: FrozenClock, card
+) -> None:
+    # given a charging process stuck past the claim's timeout before its charge
+    runtime.payments = provider = StalledCharge({}, charge_first=False)
+    await send(runtime, admin, inbox, "Hello")
+    await enable_auto_recharge(admin, runtime, threshold=1_000_000, credits=500)
+    process = asyncio.create_task(recharge_now(runtime, account.account.id))
+    await provider.stuck.wait()
+    clock.advance(CLAIM_TIMEOUT + timedelta(seconds=1))
+    # when a recovery finds no charge, and then the process charges after all
+    assert await recover(runtime, account.account.id) == 1
+    [recharge] = await AutoRecharge.filter(account_id=account.account.id)
+    assert recharge.state is RechargeState.NOT_CHARGED
+    provider.resume.set()
+    # then the process credits its charge, once
+    assert await process is not None
+    await assert_recharged_once(account.account.id, provider)

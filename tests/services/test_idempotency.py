@@ -59,6 +59,9 @@ class CountingProvider:
             idempotency_key=idempotency_key,
         )
 
+    async def find_charge(self, *, idempotency_key: str) -> Charge | None:
+        return await self.inner.find_charge(idempotency_key=idempotency_key)
+
 
 def test_the_fingerprint_ignores_the_order_of_the_input() -> None:
     assert fingerprint({"a": 1, "b": "x"}) == fingerprint({"b": "x", "a": 1})
