@@ -33,6 +33,13 @@ async def sweep_due_allotments(runtime: Runtime) -> int:
         if change is not None:
             changed += 1
             await announce(runtime.broker, change)
+            # The new month may leave the total below the auto-recharge threshold.
+            await auto_recharge.maybe_auto_recharge(
+                account_id=account_id,
+                clock=runtime.clock,
+                provider=runtime.payments,
+                broker=runtime.broker,
+            )
     return changed
 
 

@@ -148,6 +148,7 @@ def webhook_routes(settings: Settings, runtime: Runtime) -> list[Route]:
             delivered=payload["status"] == "delivered",
             clock=runtime.clock,
             broker=runtime.broker,
+            provider=runtime.payments,
         )
         return {"id": str(message.id), "status": message.status.value}
 

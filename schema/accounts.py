@@ -56,7 +56,10 @@ class Account:
     async def balance(self, info: strawberry.Info[Context, Any]) -> CreditBalance:
         runtime = info.context.runtime
         balance = await billing.current_balance(
-            account_id=self.row.id, clock=runtime.clock, broker=runtime.broker
+            account_id=self.row.id,
+            clock=runtime.clock,
+            broker=runtime.broker,
+            provider=runtime.payments,
         )
         return CreditBalance.from_result(balance)
 
@@ -145,7 +148,10 @@ class Account:
     async def billing_overview(self, info: strawberry.Info[Context, Any]) -> BillingOverview:
         runtime = info.context.runtime
         overview = await billing.billing_overview(
-            account_id=self.row.id, clock=runtime.clock, broker=runtime.broker
+            account_id=self.row.id,
+            clock=runtime.clock,
+            broker=runtime.broker,
+            provider=runtime.payments,
         )
         return BillingOverview.from_result(overview)
 

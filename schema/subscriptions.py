@@ -87,7 +87,10 @@ class Subscription:
         runtime = context.runtime
         loads_messages = _selects(info.selected_fields, "message")
         async for seen in live.balance_changes(
-            actor=context.actor, clock=runtime.clock, broker=runtime.broker
+            actor=context.actor,
+            clock=runtime.clock,
+            broker=runtime.broker,
+            provider=runtime.payments,
         ):
             if loads_messages and seen.event.entries:
                 # A websocket keeps one context, loaders included: fresh ones per event keep

@@ -15,11 +15,12 @@ from tortoise.functions import Sum
 from models import Account, LedgerEntry
 from models.enums import LedgerEntryKind
 from services.allotments import current_balance_change
-from services.auto_recharge import AutoRechargeState, auto_recharge_state
+from services.auto_recharge import AutoRechargeState, auto_recharge_state, maybe_auto_recharge
 from services.broadcast import Broker, announce
 from services.clock import Clock
 from services.errors import InvalidValue
 from services.ledger import Balance
+from services.payments import PaymentProvider
 from services.segments import SegmentCount, count_segments
 
 # Well above the 1,600 characters a message may have, so the text box can still show
@@ -61,12 +62,22 @@ def estimate(body: str) -> SegmentCount:
     return count_segments(body)
 
 
-async def current_balance(*, account_id: int, clock: Clock, broker: Broker) -> Balance:
-    """The balance in credits now, after applying (and announcing) a due monthly allotment."""
+async def current_balance(
+    *, account_id: int, clock: Clock, broker: Broker, provider: PaymentProvider
+) -> Balance:
+    """The balance in credits now, after applying (and announcing) a due monthly allotment.
+
+    A new month applied here is a committed change like a send: when it leaves the
+    total below the auto-recharge threshold, it triggers the recharge.
+    """
     change = await current_balance_change(account_id, clock=clock)
-    if change.entries:
-        await announce(broker, change)
-    return change.balance
+    if not change.entries:
+        return change.balance
+    await announce(broker, change)
+    recharged = await maybe_auto_recharge(
+        account_id=account_id, clock=clock, provider=provider, broker=broker
+    )
+    return change.balance if recharged is None else recharged.balance
 
 
 async def period_figures(*, account_id: int, period_index: int) -> PeriodFigures:
@@ -92,9 +103,13 @@ async def period_figures(*, account_id: int, period_index: int) -> PeriodFigures
     )
 
 
-async def billing_overview(*, account_id: int, clock: Clock, broker: Broker) -> Overview:
+async def billing_overview(
+    *, account_id: int, clock: Clock, broker: Broker, provider: PaymentProvider
+) -> Overview:
     """The balance, auto-recharge state and figures of the current subscription month."""
-    balance = await current_balance(account_id=account_id, clock=clock, broker=broker)
+    balance = await current_balance(
+        account_id=account_id, clock=clock, broker=broker, provider=provider
+    )
     account = await Account.get(id=account_id)
     return Overview(
         balance=balance,

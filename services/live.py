@@ -25,6 +25,7 @@ from services.broadcast import BalanceEvent, Broker, Subscription
 from services.clock import Clock
 from services.inboxes import visible_inboxes
 from services.ledger import Balance
+from services.payments import PaymentProvider
 
 log = logging.getLogger("tally.live")
 
@@ -97,19 +98,26 @@ class Sequencer:
 
 
 async def balance_changes(
-    *, actor: Principal, clock: Clock, broker: Broker, hold: float = HOLD_SECONDS
+    *,
+    actor: Principal,
+    clock: Clock,
+    broker: Broker,
+    provider: PaymentProvider,
+    hold: float = HOLD_SECONDS,
 ) -> AsyncIterator[LiveEvent]:
     """The account's balance now (no entries), then every committed change in version order."""
     subscription = broker.subscribe(actor.account_id)
     try:
-        balance = await current_balance(account_id=actor.account_id, clock=clock, broker=broker)
+        balance = await current_balance(
+            account_id=actor.account_id, clock=clock, broker=broker, provider=provider
+        )
         yield LiveEvent(BalanceEvent(balance=balance, entries=()))
         order = Sequencer(balance.version, hold)
         while True:
             item = await order.next_from(subscription)
             if item is None:  # events may have been lost: the database has the truth
                 balance = await current_balance(
-                    account_id=actor.account_id, clock=clock, broker=broker
+                    account_id=actor.account_id, clock=clock, broker=broker, provider=provider
                 )
                 ready = order.re_read(balance)
             else:

@@ -326,7 +326,12 @@ async def _store_inbound(
 
 
 async def record_delivery_status(
-    *, provider_message_id: str, delivered: bool, clock: Clock, broker: Broker
+    *,
+    provider_message_id: str,
+    delivered: bool,
+    clock: Clock,
+    broker: Broker,
+    provider: PaymentProvider,
 ) -> Message:
     """Apply a delivery report; `failed` refunds. Repeats and late reports change nothing."""
     message = await Message.get_or_none(provider_message_id=provider_message_id)
@@ -337,8 +342,11 @@ async def record_delivery_status(
             await Message.filter(id=message.id, status__in=PENDING).update(
                 status=MessageStatus.DELIVERED
             )
-        else:
-            await _fail_and_refund(message.id, clock=clock, broker=broker)
+        elif await _fail_and_refund(message.id, clock=clock, broker=broker) is not None:
+            # A refund gives credits back, but may still leave the total below the threshold.
+            await maybe_auto_recharge(
+                account_id=message.account_id, clock=clock, provider=provider, broker=broker
+            )
     return await Message.get(id=message.id)
 
 

@@ -11,6 +11,7 @@ from models.enums import CreditBucket, LedgerEntryKind
 from services import idempotency
 from services.access import Principal, require_admin
 from services.allotments import apply_due_allotments
+from services.auto_recharge import maybe_auto_recharge
 from services.broadcast import Broker, announce
 from services.clock import Clock
 from services.errors import InvalidValue, PaymentDeclined, PaymentMethodRequired
@@ -93,7 +94,12 @@ async def buy_credits(
         result = {"entry_id": entries[-1].id, "balance": balance_to_json(balance)}
         await idempotency.settle(claimed, result=result, now=clock.now())
     await announce(broker, Change(balance=balance, entries=entries))
-    return Purchase(entry=entries[-1], balance=balance)
+    # Credits bought on top of a negative PURCHASED bucket can still leave the total
+    # below the auto-recharge threshold: that change triggers it like any other.
+    recharged = await maybe_auto_recharge(
+        account_id=account.id, clock=clock, provider=provider, broker=broker
+    )
+    return Purchase(entry=entries[-1], balance=balance if recharged is None else recharged.balance)
 
 
 async def _first_result(result: dict[str, object]) -> Purchase:

@@ -11,7 +11,7 @@ from services.accounts import NewAccount
 from services.auto_recharge import CLAIM_TIMEOUT
 from services.clock import FrozenClock
 from services.payments import SimulatedPaymentProvider, set_payment_method
-from tests.services.conftest import open_inbox, principal
+from tests.services.conftest import enable_auto_recharge, open_inbox, principal
 from tests.services.test_auto_recharge import (
     DyingAfterCharge,
     assert_recharged_once,
@@ -80,9 +80,24 @@ async def test_sweeper_settles_a_recharge_a_stopped_process_left_charged(
     # when the sweeper runs once the recharge's claim has timed out
     clock.advance(CLAIM_TIMEOUT + timedelta(seconds=1))
     async with allotment_sweeper(runtime, interval=0.01):
-        for _ in range(200):
-            if await recharges(account.account.id):
+        for _ in range(500):
+            row = await Account.get(id=account.account.id)
+            if row.auto_recharge_claimed_at is None and await recharges(account.account.id):
                 break
             await asyncio.sleep(0.01)
-    # then the charge is credited, once
+    # then the charge is credited, once, and the account's claim released
     await assert_recharged_once(account.account.id, payments)
+
+
+async def test_a_new_month_applied_by_the_sweep_triggers_auto_recharge(
+    account: NewAccount, runtime: Runtime, clock: FrozenClock, payments: SimulatedPaymentProvider
+) -> None:
+    # given 1,000 monthly credits and auto-recharge below 1,001
+    admin = principal(account)
+    await set_payment_method(actor=admin, token="tok_visa", provider=payments)
+    await enable_auto_recharge(admin, runtime, threshold=1001, credits=500)
+    # when the sweep applies the next month (1,000 expire, 1,000 granted)
+    clock.advance(timedelta(days=31))
+    assert await sweep_due_allotments(runtime) == 1
+    # then that change recharged
+    assert len(await recharges(account.account.id)) == 1

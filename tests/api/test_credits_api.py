@@ -386,6 +386,7 @@ async def test_billing_overview_sums_the_current_month(
         delivered=False,
         clock=runtime.clock,
         broker=runtime.broker,
+        provider=runtime.payments,
     )
 
     # when

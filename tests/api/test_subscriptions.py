@@ -523,7 +523,9 @@ def change(account: NewAccount, version: int, total: int) -> BalanceEvent:
 
 
 async def stream_of(account: NewAccount, admin: Principal, runtime: Runtime) -> Any:
-    stream = balance_changes(actor=admin, clock=runtime.clock, broker=runtime.broker)
+    stream = balance_changes(
+        actor=admin, clock=runtime.clock, broker=runtime.broker, provider=runtime.payments
+    )
     first = await asyncio.wait_for(anext(stream), TIMEOUT)
     return stream, first.event.balance.version
 

@@ -167,6 +167,7 @@ async def report(runtime: Runtime, message: Message, *, delivered: bool) -> Mess
         delivered=delivered,
         clock=runtime.clock,
         broker=runtime.broker,
+        provider=runtime.payments,
     )
 
 

@@ -24,6 +24,7 @@ from services.auto_recharge import (
     maybe_auto_recharge,
     update_auto_recharge,
 )
+from services.billing import current_balance
 from services.clock import FrozenClock
 from services.errors import (
     Forbidden,
@@ -40,10 +41,12 @@ from tests.services.conftest import (
     assert_ledger_balances,
     body_of,
     buckets,
+    buy,
     enable_auto_recharge,
     ledger,
     open_shop,
     receive,
+    report,
     send,
 )
 
@@ -148,6 +151,60 @@ async def test_an_inbound_message_leaving_the_total_below_the_threshold_recharge
     await enable_auto_recharge(admin, runtime, threshold=1000, credits=500)
     await receive(runtime, inbox, "Hi")
     assert len(await recharges(account.account.id)) == 1
+
+
+async def test_a_purchase_leaving_the_total_below_the_threshold_recharges(
+    account: NewAccount, admin: Principal, runtime: Runtime, card
+) -> None:
+    # given 1,000 credits and a threshold of 1,200
+    await enable_auto_recharge(admin, runtime, threshold=1200, credits=500)
+    # when 100 credits are bought: 1,100 is still below it
+    bought = await buy(runtime, admin, 100)
+    # then the purchase triggered the recharge, and answers the balance after it
+    assert len(await recharges(account.account.id)) == 1
+    assert (bought.balance.subscription, bought.balance.purchased) == (1000, 600)
+    assert await buckets(account.account.id) == Buckets(1000, 600)
+
+
+async def test_a_refund_leaving_the_total_below_the_threshold_recharges(
+    account: NewAccount, admin: Principal, inbox: Inbox, runtime: Runtime, card
+) -> None:
+    # given a sent message (999 left), then a threshold of 1,001
+    sent = await send(runtime, admin, inbox, "Hello")
+    await enable_auto_recharge(admin, runtime, threshold=1001, credits=500)
+    # when the carrier reports it failed: the refund leaves 1,000
+    await report(runtime, sent.message, delivered=False)
+    # then
+    assert len(await recharges(account.account.id)) == 1
+    assert await buckets(account.account.id) == Buckets(1000, 500)
+
+
+async def test_a_new_month_leaving_the_total_below_the_threshold_recharges(
+    account: NewAccount, admin: Principal, runtime: Runtime, clock: FrozenClock, card
+) -> None:
+    # given 1,000 monthly credits and a threshold of 1,001
+    await enable_auto_recharge(admin, runtime, threshold=1001, credits=500)
+    # when the next month is applied by a balance read: 1,000 expire, 1,000 are granted
+    clock.advance(timedelta(days=31))
+    balance = await current_balance(
+        account_id=account.account.id,
+        clock=clock,
+        broker=runtime.broker,
+        provider=runtime.payments,
+    )
+    # then the new month triggered the recharge, and the read shows it
+    assert len(await recharges(account.account.id)) == 1
+    assert (balance.subscription, balance.purchased) == (1000, 500)
+
+
+async def test_turning_auto_recharge_on_below_the_threshold_waits_for_a_change(
+    account: NewAccount, admin: Principal, runtime: Runtime, payments, card
+) -> None:
+    # given 1,000 credits, when auto-recharge is turned on with a threshold of 1,001
+    await enable_auto_recharge(admin, runtime, threshold=1001, credits=500)
+    # then nothing is bought: the settings are not a change of the balance
+    assert await recharges(account.account.id) == []
+    assert payments.charges == {}
 
 
 async def test_no_recharge_while_the_total_stays_at_or_above_the_threshold(

@@ -74,14 +74,16 @@ def test_estimate_refuses_longer_bodies_naming_body() -> None:
 
 
 async def test_current_balance_within_the_month_changes_and_announces_nothing(
-    account: NewAccount, clock: FrozenClock, broker: LocalBroker
+    account: NewAccount, clock: FrozenClock, broker: LocalBroker, runtime: Runtime
 ) -> None:
     # given
     listener = Listener(broker, account.account.id)
     await asyncio.sleep(0)
 
     # when
-    balance = await current_balance(account_id=account.account.id, clock=clock, broker=broker)
+    balance = await current_balance(
+        account_id=account.account.id, clock=clock, broker=broker, provider=runtime.payments
+    )
 
     # then
     assert (balance.subscription, balance.purchased, balance.total) == (1000, 0, 1000)
@@ -101,8 +103,12 @@ async def test_current_balance_applies_and_announces_a_due_allotment_once(
     await asyncio.sleep(0)
 
     # when
-    balance = await current_balance(account_id=account.account.id, clock=clock, broker=broker)
-    again = await current_balance(account_id=account.account.id, clock=clock, broker=broker)
+    balance = await current_balance(
+        account_id=account.account.id, clock=clock, broker=broker, provider=runtime.payments
+    )
+    again = await current_balance(
+        account_id=account.account.id, clock=clock, broker=broker, provider=runtime.payments
+    )
 
     # then
     assert (balance.subscription, again.subscription) == (1000, 1000)
@@ -133,6 +139,7 @@ async def test_period_figures_net_refunds_and_count_purchases(
         delivered=False,
         clock=runtime.clock,
         broker=runtime.broker,
+        provider=runtime.payments,
     )
 
     # when
@@ -158,7 +165,9 @@ async def test_billing_overview_is_of_the_current_month(
     await send(runtime, admin, desk, "Hello")
 
     # when
-    overview = await billing_overview(account_id=account.account.id, clock=clock, broker=broker)
+    overview = await billing_overview(
+        account_id=account.account.id, clock=clock, broker=broker, provider=runtime.payments
+    )
 
     # then
     assert overview.figures == PeriodFigures(credits_used=1, credits_purchased=0, spent_cents=0)
