@@ -220,9 +220,19 @@ class ErrorCodes(SchemaExtension):
         # case nothing ran and no error has a path.
         context = self.execution_context
         errors = context.pre_execution_errors or ()
-        if all(error.path is None for error in errors):
-            for error in errors:
+        if not all(error.path is None for error in errors):
+            return {}
+        request_id = _state(_scope(self)).get("request_id")
+        for error in errors:
+            original = error.original_error
+            if original is None or isinstance(original, GraphQLError) or error.nodes:
+                # graphql-core's verdict on the document (a scalar's ValueError included).
                 code_request_error(error, context.graphql_document)
+            else:
+                # An extension failed before anything ran: Strawberry answers with the
+                # exception's own text, which may hold SQL or a path.
+                masked = coded(error, request_id=request_id)
+                error.message, error.extensions = masked.message, masked.extensions
         return {}
 
     def _coded(self, errors: list[GraphQLError]) -> list[GraphQLError]:

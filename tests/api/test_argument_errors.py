@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 
+import schema.extensions
 from services.accounts import NewAccount
 from tests.conftest import Api
 
@@ -129,3 +131,19 @@ async def test_ranges_at_the_ends_of_the_calendar_are_answered(
         body = await api(query, variables, token=account.token.secret)
 
         assert "errors" not in body, body
+
+
+async def test_an_extension_failing_before_execution_is_masked(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(extension: object) -> bool:
+        raise RuntimeError("SELECT secret FROM api_token")
+
+    monkeypatch.setattr(schema.extensions, "_is_introspection_only", fail)
+    response = await client.post("/graphql", json={"query": "{ viewer { id } }"})
+
+    error = only_error(response.json())
+    assert error["message"] == "Internal server error."
+    assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+    assert error["extensions"]["requestId"] == response.headers["x-request-id"]
+    assert "SELECT" not in response.text
