@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import date
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import ParserCache, ValidationCache
+from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
@@ -60,6 +61,32 @@ class TallySchema(strawberry.Schema):
 # texts only evict entries, never grow memory. The validation cache is keyed by the parsed
 # document object, which only the parser cache keeps the same across requests.
 DOCUMENT_CACHE_SIZE = 512
+# An SPA's documents are a few KB. A document may be up to the 1 MiB body limit (within
+# the token limit, comments are free): 512 of those would pin half a GB, so longer ones
+# are parsed and validated each time instead of kept.
+MAX_CACHED_DOCUMENT_CHARACTERS = 32 * 1024
+
+
+def _cacheable(extension: SchemaExtension) -> bool:
+    query = extension.execution_context.query
+    return query is None or len(query) <= MAX_CACHED_DOCUMENT_CHARACTERS
+
+
+class DocumentParserCache(ParserCache):
+    def on_parse(self) -> Iterator[None]:
+        if _cacheable(self):
+            yield from super().on_parse()
+        else:
+            yield
+
+
+class DocumentValidationCache(ValidationCache):
+    def on_validate(self) -> Iterator[None]:
+        if _cacheable(self):
+            yield from super().on_validate()
+        else:
+            yield
+
 
 schema = TallySchema(
     query=Query,
@@ -68,8 +95,8 @@ schema = TallySchema(
     execution_context_class=SubscriptionExecutor,
     scalar_overrides={date: Date},
     extensions=[
-        lambda: ParserCache(maxsize=DOCUMENT_CACHE_SIZE),
-        lambda: ValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
+        lambda: DocumentParserCache(maxsize=DOCUMENT_CACHE_SIZE),
+        lambda: DocumentValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
         QueryLimitsExtension,
         Authentication,
         ErrorCodes,
