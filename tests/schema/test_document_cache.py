@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from strawberry.extensions.parser_cache import _get_parse_cache
 
 from schema import DOCUMENT_CACHE_SIZE, MAX_CACHED_DOCUMENT_CHARACTERS, schema
 
 
+def parse_cache() -> Any:
+    """The LRU-wrapped parse that every request's parser cache shares."""
+    return _get_parse_cache(DOCUMENT_CACHE_SIZE)
+
+
 def setup_function() -> None:
     # A full cache would not grow either way: start each test from an empty one.
-    _get_parse_cache(DOCUMENT_CACHE_SIZE).cache_clear()
+    parse_cache().cache_clear()
 
 
 def cached_documents() -> int:
-    size: int = _get_parse_cache(DOCUMENT_CACHE_SIZE).cache_info().currsize
+    size: int = parse_cache().cache_info().currsize
     return size
 
 
