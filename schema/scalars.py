@@ -8,9 +8,9 @@ from datetime import date
 import strawberry
 from strawberry.types.scalar import ScalarDefinition
 
+from services.validation import quoted
+
 _ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
-# Error messages echo the value: a 1 MiB string must not come back whole.
-_ECHOED_CHARACTERS = 40
 
 
 def parse_date(value: object) -> date:
@@ -22,10 +22,7 @@ def parse_date(value: object) -> date:
     the value was, so the error can name its argument (schema/extensions.py).
     """
     if not isinstance(value, str) or not _ISO_DAY.fullmatch(value):
-        shown = repr(value)
-        if len(shown) > _ECHOED_CHARACTERS:
-            shown = shown[:_ECHOED_CHARACTERS] + "…"
-        raise ValueError(f"Expected a date written YYYY-MM-DD, not {shown}.")
+        raise ValueError(f"Expected a date written YYYY-MM-DD, not {quoted(value)}.")
     try:
         return date.fromisoformat(value)
     except ValueError:

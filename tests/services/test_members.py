@@ -90,8 +90,18 @@ async def test_a_member_cannot_add_members(admin: Principal, clock: FrozenClock)
         await add(as_ben, clock, email="eve@acme.example")
 
 
-@pytest.mark.parametrize("name", ["Nul\x00", "\udc80"])
-async def test_a_name_no_database_can_store_is_invalid(
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("Nul\x00", id="nul"),
+        pytest.param("\udc80", id="lone-surrogate"),
+        pytest.param("Two\nlines", id="newline"),
+        pytest.param("Tab\there", id="tab"),
+        pytest.param("Esc\x1b[31m", id="escape"),
+        pytest.param("C1\x85", id="c1-control"),
+    ],
+)
+async def test_a_name_with_control_characters_or_unstorable_text_is_invalid(
     admin: Principal, clock: FrozenClock, name: str
 ) -> None:
     with pytest.raises(InvalidValue):
@@ -105,3 +115,19 @@ async def test_a_name_no_database_can_store_is_invalid(
             clock=clock,
         )
     assert not await Member.exists(email_key="x@acme.example")
+
+
+async def test_an_invalid_phone_number_is_quoted_briefly(
+    admin: Principal, clock: FrozenClock
+) -> None:
+    with pytest.raises(InvalidPhoneNumber) as refused:
+        await create_member(
+            actor=admin,
+            name="Long",
+            email="long@acme.example",
+            role=Role.MEMBER,
+            personal_phone_number="5" * 100_000,
+            region="US",
+            clock=clock,
+        )
+    assert len(refused.value.message) < 100
