@@ -15,6 +15,8 @@ import httpx
 import pytest
 import websockets
 
+from api import cli
+
 TALLY = str(Path(sys.executable).with_name("tally"))
 TRANSPORT_WS = websockets.Subprotocol("graphql-transport-ws")
 LEGACY_WS = websockets.Subprotocol("graphql-ws")
@@ -223,3 +225,21 @@ async def test_a_four_slash_sqlite_url_is_an_absolute_path(server: Server, tmp_p
     )
     await absolute.cli("migrate")
     assert (tmp_path / "abs.db").is_file()
+
+
+async def test_connections_to_tally_serve_s_socket_send_without_nagle_delay() -> None:
+    # asyncio turns Nagle's algorithm off only for sockets that say they are TCP; with
+    # it on, a response's body waited for the client's delayed ACK (about 40 ms).
+    listener = cli._listen("127.0.0.1", 0)
+    nodelay: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def accepted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sock = writer.get_extra_info("socket")
+        nodelay.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        writer.close()
+
+    server = await asyncio.start_server(accepted, sock=listener)
+    async with server:
+        _, writer = await asyncio.open_connection(*listener.getsockname()[:2])
+        assert await asyncio.wait_for(nodelay, 5) != 0
+        writer.close()
