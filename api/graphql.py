@@ -230,8 +230,9 @@ class TallyGraphQL(GraphQL[Context, None]):
             return json.loads(data)
         except json.JSONDecodeError:
             raise
-        except ValueError as error:
-            # An integer of more than 4,300 digits (Python's int parsing limit).
+        except (ValueError, RecursionError) as error:
+            # An integer of more than 4,300 digits (Python's int parsing limit), or arrays
+            # or objects nested deeper than the interpreter's recursion limit.
             raise json.JSONDecodeError(str(error), data, 0) from None
 
     def parse_json(self, data: str | bytes) -> Any:
