@@ -2,29 +2,32 @@
 
 The live path charges one message at a time (services/messaging.py), a few hundred
 microseconds each; a million messages that way would take many minutes. This module
-replays the same rules over a generated timeline in Python (SUBSCRIPTION first, an
-expiry and a grant at each subscription month, an auto-recharge when an outbound
-message would not be covered) and writes the rows with executemany, all in ONE
+replays the same rules over a generated timeline in Python and streams the rows into
+their tables as they are made (services/bulk.py: COPY on PostgreSQL), in two passes:
+the messages, tallied into the usage rollups on the way, then the ledger replayed over
+them (services/ledger_replay.py), whose entries point at the messages. All in ONE
 transaction: a seed that fails leaves nothing behind, and the balance equals the sum
-of the ledger when it commits. The usage rollups are then rebuilt from the messages.
+of the ledger when it commits.
 """
 
 from __future__ import annotations
 
+import gc
 import random
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from tortoise.transactions import in_transaction
 
-from models import Account, Inbox, InboxAccess, LedgerEntry, Message
-from models.enums import CreditBucket, Direction, LedgerEntryKind, MessageStatus
-from services import rollups
-from services.ledger import debit_split, lock_account
-from services.periods import period_at, period_by_index
+from models import Inbox, InboxAccess, LedgerEntry, Message
+from models.enums import Direction, LedgerEntryKind, MessageStatus
+from services import bulk, rollups
+from services.bulk import Row
+from services.ledger import lock_account
+from services.ledger_replay import ENTRY_COLUMNS, PERIOD_COLUMNS, Charge, LedgerReplay
 from services.segments import count_segments
 
 BODIES = (
@@ -42,88 +45,75 @@ BODIES = (
 HOUR_WEIGHTS = (1, 1, 1, 1, 1, 2, 4, 8, 14, 18, 18, 16, 14, 16, 18, 18, 16, 12, 8, 6, 4, 3, 2, 1)
 WEEKDAY_WEIGHTS = (1.0, 1.0, 1.0, 1.0, 0.9, 0.35, 0.2)
 OUTBOUND_SHARE = 0.6
-CHUNK = 20_000
 CUSTOMERS = tuple(f"+1415555{n:04d}" for n in range(2000, 2400))
+# Messages between two calls of the progress callback.
+PROGRESS_EVERY = 20_000
+
+MESSAGE_COLUMNS = (
+    "id", "account_id", "inbox_id", "direction", "from_number", "to_number", "body",
+    "encoding", "segments", "credits", "status", "sender_id", "provider_message_id",
+    "created_at",
+)  # fmt: skip
+
+# Enum values looked up once: a million rows would otherwise look each up every time.
+_OUTBOUND, _INBOUND = Direction.OUTBOUND.value, Direction.INBOUND.value
+_DELIVERED, _RECEIVED = MessageStatus.DELIVERED.value, MessageStatus.RECEIVED.value
+_KIND_OF = {
+    _OUTBOUND: LedgerEntryKind.OUTBOUND_MESSAGE.value,
+    _INBOUND: LedgerEntryKind.INBOUND_MESSAGE.value,
+}
 
 
 @dataclass(frozen=True, slots=True)
 class Sender:
-    inbox: Inbox
+    inbox_id: int
+    phone_number: str
     member_id: int | None
 
 
 @dataclass
-class Ledger:
-    """Running balances and the rows of the replayed ledger."""
+class Traffic:
+    """The history's messages: made row by row, tallied by local day, charged afterwards."""
 
-    account: Account
-    next_entry_id: int
-    recharge_credits: int
-    rows: list[tuple[Any, ...]]
-    periods: list[tuple[Any, ...]]
-    next_period_at: datetime | None = None
+    account_id: int
+    senders: list[Sender]
+    zone: ZoneInfo
+    usage: dict[tuple[int, date], list[int]] = field(default_factory=dict)
+    charges: list[Charge] = field(default_factory=list)
 
-    def add(
+    def messages(
         self,
-        kind: LedgerEntryKind,
-        bucket: CreditBucket,
-        credits: int,
-        at: datetime,
+        rng: random.Random,
+        moments: Sequence[datetime],
         *,
-        message_id: int | None = None,
-        amount_cents: int | None = None,
-        period_index: int | None = None,
-    ) -> None:
-        if bucket is CreditBucket.SUBSCRIPTION:
-            self.account.subscription_credits += credits
-        else:
-            self.account.purchased_credits += credits
-        total = self.account.subscription_credits + self.account.purchased_credits
-        index = self.account.period_index if period_index is None else period_index
-        self.rows.append(
-            (self.next_entry_id, self.account.id, kind.value, bucket.value, credits, total,
-             amount_cents, message_id, index, at)
-        )  # fmt: skip
-        self.next_entry_id += 1
-
-    def start_periods_until(self, at: datetime) -> None:
-        """The expiry and grant of every subscription month that started by `at`."""
-        account = self.account
-        # Called once per message: compare with the next month's start, computed once a month.
-        if self.next_period_at is not None and at < self.next_period_at:
-            return
-        while period_at(account.created_at, at).index > account.period_index:
-            ended, index = account.period_index, account.period_index + 1
-            period = period_by_index(account.created_at, index)
-            left = account.subscription_credits
-            self.periods.append(
-                (account.id, index, period.start, period.end, account.monthly_credits, left,
-                 period.start)
+        first_id: int,
+        progress: Callable[[int], None] | None,
+    ) -> Iterator[Row]:
+        """One message row per moment, ids from `first_id`; `progress` gets the counts made."""
+        costs = [(c.encoding.value, c.segments, c.credits) for c in map(count_segments, BODIES)]
+        for message_id, at in enumerate(moments, first_id):
+            sender = rng.choice(self.senders)
+            pick = rng.randrange(len(BODIES))
+            outbound = rng.random() < OUTBOUND_SHARE
+            customer, own = rng.choice(CUSTOMERS), sender.phone_number
+            encoding, segments, credits = costs[pick]
+            direction = _OUTBOUND if outbound else _INBOUND
+            row = (
+                message_id, self.account_id, sender.inbox_id, direction,
+                own if outbound else customer, customer if outbound else own, BODIES[pick],
+                encoding, segments, credits, _DELIVERED if outbound else _RECEIVED,
+                sender.member_id if outbound else None, f"SMseed{self.account_id}x{message_id}", at,
             )  # fmt: skip
-            if left > 0:
-                self.add(
-                    LedgerEntryKind.ALLOTMENT_EXPIRY, CreditBucket.SUBSCRIPTION, -left,
-                    period.start, period_index=ended,
-                )  # fmt: skip
-            account.period_index = index
-            self.add(
-                LedgerEntryKind.ALLOTMENT_GRANT, CreditBucket.SUBSCRIPTION,
-                account.monthly_credits, period.start,
+            rollups.tally_message(
+                self.usage, inbox_id=sender.inbox_id, direction=direction, created_at=at,
+                segments=segments, zone=self.zone,
             )  # fmt: skip
-        self.next_period_at = period_by_index(account.created_at, account.period_index).end
-
-    def charge(self, message_id: int, credits: int, kind: LedgerEntryKind, at: datetime) -> None:
-        total = self.account.subscription_credits + self.account.purchased_credits
-        if kind is LedgerEntryKind.OUTBOUND_MESSAGE and total < credits:
-            amount = self.recharge_credits * self.account.price_per_credit_cents
-            self.add(
-                LedgerEntryKind.AUTO_RECHARGE, CreditBucket.PURCHASED, self.recharge_credits,
-                at, amount_cents=amount,
-            )  # fmt: skip
-        for bucket, part in debit_split(
-            subscription=self.account.subscription_credits, cost=credits
-        ):
-            self.add(kind, bucket, part, at, message_id=message_id)
+            self.charges.append((message_id, _KIND_OF[direction], credits, at))
+            if progress is not None and len(self.charges) % PROGRESS_EVERY == 0:
+                progress(PROGRESS_EVERY)
+            yield row
+        if progress is not None and len(self.charges) % PROGRESS_EVERY:
+            progress(len(self.charges) % PROGRESS_EVERY)
 
 
 def instants(
@@ -135,27 +125,23 @@ def instants(
     growth = [WEEKDAY_WEIGHTS[day.weekday()] * (1 + d / days) for d, day in enumerate(dates)]
     chosen_days = rng.choices(range(days), weights=growth, k=count)
     chosen_hours = rng.choices(range(24), weights=HOUR_WEIGHTS, k=count)
-    noon_offsets = [datetime(d.year, d.month, d.day, 12, tzinfo=zone).utcoffset() for d in dates]
-    result = []
-    for day_index, hour in zip(chosen_days, chosen_hours, strict=True):
-        day, offset = dates[day_index], noon_offsets[day_index]
-        assert offset is not None
-        local = datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
-        result.append(local - offset + timedelta(seconds=rng.randrange(3600)))
+    # Each day's midnight as UTC, shifted by the zone's offset at noon, and the steps into
+    # the day: made once, so that each instant costs two additions.
+    midnights = [_utc_midnight(day, zone) for day in dates]
+    hours = [timedelta(hours=hour) for hour in range(24)]
+    seconds = [timedelta(seconds=second) for second in range(3600)]
+    result = [
+        midnights[day] + hours[hour] + seconds[rng.randrange(3600)]
+        for day, hour in zip(chosen_days, chosen_hours, strict=True)
+    ]
     result.sort()
     return [moment for moment in result if moment >= start]
 
 
-async def _senders(account_id: int) -> list[Sender]:
-    inboxes = await Inbox.filter(account_id=account_id).order_by("id")
-    access = await InboxAccess.filter(inbox_id__in=[i.id for i in inboxes]).order_by("id")
-    first_member = {a.inbox_id: a.member_id for a in reversed(access)}
-    return [Sender(i, i.owner_id or first_member.get(i.id)) for i in inboxes]
-
-
-def _chunks(rows: Sequence[tuple[Any, ...]]) -> Iterator[Sequence[tuple[Any, ...]]]:
-    for start in range(0, len(rows), CHUNK):
-        yield rows[start : start + CHUNK]
+def _utc_midnight(day: date, zone: ZoneInfo) -> datetime:
+    offset = datetime(day.year, day.month, day.day, 12, tzinfo=zone).utcoffset()
+    assert offset is not None
+    return datetime(day.year, day.month, day.day, tzinfo=UTC) - offset
 
 
 async def grow_history(
@@ -171,60 +157,60 @@ async def grow_history(
     """Add `messages` messages over the `days` days before `now`; the number written.
 
     The account must be at least `days` old and have no messages yet (its history
-    starts empty), and have inboxes to send from.
+    starts empty), and have inboxes to send from. `progress` is called with the number
+    of messages made since its last call.
     """
     rng = random.Random(seed)
-    counts = [count_segments(body) for body in BODIES]
     senders = await _senders(account_id)
     if not senders:
         raise ValueError("the account has no inbox to send from")
-    async with in_transaction():
-        account = await lock_account(account_id)
-        if await Message.exists(account_id=account_id):
-            raise ValueError("the account already has messages")
-        zone = ZoneInfo(account.timezone)
-        moments = instants(
-            rng, count=messages, start=now - timedelta(days=days), days=days, zone=zone
-        )
-        moments = [m for m in moments if account.created_at <= m <= now]
-        ledger = Ledger(
-            account=account,
-            next_entry_id=await _next_id(LedgerEntry),
-            recharge_credits=recharge_credits,
-            rows=[],
-            periods=[],
-        )
-        message_rows = []
-        usage: dict[tuple[int, date], list[int]] = {}
-        message_id = await _next_id(Message)
-        for at in moments:
-            ledger.start_periods_until(at)
-            sender = rng.choice(senders)
-            pick = rng.randrange(len(BODIES))
-            cost = counts[pick]
-            outbound = rng.random() < OUTBOUND_SHARE
-            customer = rng.choice(CUSTOMERS)
-            own = sender.inbox.phone_number
-            message_rows.append(
-                (message_id, account_id, sender.inbox.id,
-                 (Direction.OUTBOUND if outbound else Direction.INBOUND).value,
-                 own if outbound else customer, customer if outbound else own,
-                 BODIES[pick], cost.encoding.value, cost.segments, cost.credits,
-                 (MessageStatus.DELIVERED if outbound else MessageStatus.RECEIVED).value,
-                 sender.member_id if outbound else None, f"SMseed{account_id}x{message_id}", at)
-            )  # fmt: skip
-            kind = LedgerEntryKind.OUTBOUND_MESSAGE if outbound else LedgerEntryKind.INBOUND_MESSAGE
-            ledger.charge(message_id, cost.credits, kind, at)
-            rollups.tally_message(
-                usage, inbox_id=sender.inbox.id, direction=message_rows[-1][3],
-                created_at=at, segments=cost.segments, zone=zone,
-            )  # fmt: skip
-            message_id += 1
-        ledger.start_periods_until(now)
-        await _write(ledger, message_rows, progress)
-        # The messages are in hand: group them here rather than read a million rows back.
-        await rollups.replace_usage(account_id=account_id, totals=usage)
-    return len(message_rows)
+    with _collector_paused():
+        async with in_transaction():
+            account = await lock_account(account_id)
+            if await Message.exists(account_id=account_id):
+                raise ValueError("the account already has messages")
+            traffic = Traffic(account_id, senders, ZoneInfo(account.timezone))
+            start = now - timedelta(days=days)
+            moments = instants(rng, count=messages, start=start, days=days, zone=traffic.zone)
+            moments = [m for m in moments if account.created_at <= m <= now]
+            rows = traffic.messages(
+                rng, moments, first_id=await _next_id(Message), progress=progress
+            )
+            await bulk.insert_rows("message", MESSAGE_COLUMNS, rows)
+            ledger = LedgerReplay(account, await _next_id(LedgerEntry), recharge_credits)
+            await _write_ledger(ledger, traffic.charges, until=now)
+            # The messages are in hand: group them here rather than read a million rows back.
+            await rollups.replace_usage(account_id=account_id, totals=traffic.usage)
+    return len(traffic.charges)
+
+
+async def _write_ledger(ledger: LedgerReplay, charges: list[Charge], *, until: datetime) -> None:
+    """The entries and months of the replay, and the account's buckets they end at."""
+    await bulk.insert_rows("ledger_entry", ENTRY_COLUMNS, ledger.entries(charges, until=until))
+    await bulk.insert_rows("subscription_period", PERIOD_COLUMNS, ledger.periods)
+    await _continue_sequences()
+    await ledger.save()
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    # The cyclic collector would walk the million row tuples alive here again and again
+    # (most of the 15% of a seed that py-spy put on copying rows, docs/benchmarks.md);
+    # tuples of plain values hold no cycles to collect.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+async def _senders(account_id: int) -> list[Sender]:
+    inboxes = await Inbox.filter(account_id=account_id).order_by("id")
+    access = await InboxAccess.filter(inbox_id__in=[i.id for i in inboxes]).order_by("id")
+    first_member = {a.inbox_id: a.member_id for a in reversed(access)}
+    return [Sender(i.id, i.phone_number, i.owner_id or first_member.get(i.id)) for i in inboxes]
 
 
 async def _next_id(model: type[Message] | type[LedgerEntry]) -> int:
@@ -232,40 +218,10 @@ async def _next_id(model: type[Message] | type[LedgerEntry]) -> int:
     return 1 if last is None else last.id + 1
 
 
-_MESSAGE_INSERT = """INSERT INTO message (id, account_id, inbox_id, direction, from_number,
-to_number, body, encoding, segments, credits, status, sender_id, provider_message_id, created_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
-_ENTRY_INSERT = """INSERT INTO ledger_entry (id, account_id, kind, bucket, credits,
-balance_after, amount_cents, message_id, period_index, created_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
-_PERIOD_INSERT = """INSERT INTO subscription_period (account_id, "index", starts_at, ends_at,
-granted, expired, applied_at) VALUES (?, ?, ?, ?, ?, ?, ?)"""
-
-
-async def _write(
-    ledger: Ledger, messages: list[tuple[Any, ...]], progress: Callable[[int], None] | None
-) -> None:
+async def _continue_sequences() -> None:
+    """On PostgreSQL, move the id sequences past the ids written explicitly."""
     conn = rollups.connection()
-    for chunk in _chunks(messages):
-        await conn.execute_many(rollups.sql(conn, _MESSAGE_INSERT), [list(r) for r in chunk])
-        if progress is not None:
-            progress(len(chunk))
-    for chunk in _chunks(ledger.rows):
-        await conn.execute_many(rollups.sql(conn, _ENTRY_INSERT), [list(r) for r in chunk])
-    if ledger.periods:
-        await conn.execute_many(
-            rollups.sql(conn, _PERIOD_INSERT), [list(r) for r in ledger.periods]
-        )
     if rollups.is_postgres(conn):
         for table in ("message", "ledger_entry"):
-            # Rows were written with explicit ids; the sequences must continue after them.
             sequence = f"pg_get_serial_sequence('{table}', 'id')"
             await conn.execute_query(f"SELECT setval({sequence}, (SELECT MAX(id) FROM {table}))")
-    account = ledger.account
-    await Account.filter(id=account.id).update(
-        subscription_credits=account.subscription_credits,
-        purchased_credits=account.purchased_credits,
-        period_index=account.period_index,
-        next_period_at=period_by_index(account.created_at, account.period_index).end,
-        balance_version=account.balance_version + 1,
-    )

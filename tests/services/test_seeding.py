@@ -1,13 +1,15 @@
 from __future__ import annotations
 
+import gc
 from datetime import timedelta
 
 import pytest
 from tortoise.functions import Count, Sum
 
 from api.runtime import Runtime
-from models import Account, Inbox, LedgerEntry, Message, SubscriptionPeriod
+from models import Account, Inbox, LedgerEntry, Message, SubscriptionPeriod, UsageDay
 from models.enums import CreditBucket, LedgerEntryKind, Role
+from services import rollups, seeding
 from services.access import Principal
 from services.accounts import PlanTerms, create_account
 from services.calendar import Granularity
@@ -112,3 +114,81 @@ async def test_a_history_is_seeded_only_into_an_empty_account(
     await grow_history(account_id=old_account.account_id, messages=10, days=10, now=clock.now())
     with pytest.raises(ValueError, match="already has messages"):
         await grow_history(account_id=old_account.account_id, messages=10, days=10, now=clock.now())
+
+
+class Interrupted(Exception):
+    pass
+
+
+async def history_rows(account_id: int) -> tuple[int, int, int, int]:
+    return (
+        await Message.filter(account_id=account_id).count(),
+        await LedgerEntry.filter(account_id=account_id).count(),
+        await SubscriptionPeriod.filter(account_id=account_id).count(),
+        await UsageDay.filter(account_id=account_id).count(),
+    )
+
+
+async def test_a_seed_that_fails_after_writing_leaves_nothing_behind(
+    old_account: Principal, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given an account as it was before any seed
+    account_id = old_account.account_id
+    before = await Account.get(id=account_id)
+    rows_before = await history_rows(account_id)
+
+    async def fail(**_: object) -> None:
+        raise RuntimeError("rollups failed")
+
+    # when the seed fails after its messages and ledger are written
+    monkeypatch.setattr(rollups, "replace_usage", fail)
+    with pytest.raises(RuntimeError, match="rollups failed"):
+        await grow_history(account_id=account_id, messages=800, days=60, now=clock.now())
+    # then the rows written in bulk went with the transaction
+    assert await history_rows(account_id) == rows_before
+    after = await Account.get(id=account_id)
+    assert (after.subscription_credits, after.purchased_credits, after.period_index) == (
+        before.subscription_credits,
+        before.purchased_credits,
+        before.period_index,
+    )
+    # and the garbage collector is back on
+    assert gc.isenabled()
+
+
+async def test_a_seed_interrupted_while_messages_stream_in_can_be_run_again(
+    old_account: Principal, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(seeding, "PROGRESS_EVERY", 100)
+    rows_before = await history_rows(old_account.account_id)
+
+    def interrupt(count: int) -> None:
+        raise Interrupted
+
+    # when the seed is interrupted after its first 100 messages were made
+    with pytest.raises(Interrupted):
+        await grow_history(
+            account_id=old_account.account_id, messages=800, days=60, now=clock.now(),
+            progress=interrupt,
+        )  # fmt: skip
+    # then nothing was written, and the same connection seeds the account afterwards
+    assert await history_rows(old_account.account_id) == rows_before
+    written = await grow_history(
+        account_id=old_account.account_id, messages=800, days=60, now=clock.now()
+    )
+    assert await Message.filter(account_id=old_account.account_id).count() == written > 700
+    assert gc.isenabled()
+
+
+async def test_progress_counts_every_message_written_in_steps(
+    old_account: Principal, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(seeding, "PROGRESS_EVERY", 100)
+    steps: list[int] = []
+    written = await grow_history(
+        account_id=old_account.account_id, messages=1050, days=60, now=clock.now(),
+        progress=steps.append,
+    )  # fmt: skip
+    assert sum(steps) == written
+    assert steps[:-1] == [100] * (len(steps) - 1)
+    assert 0 < steps[-1] <= 100
