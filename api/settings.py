@@ -35,6 +35,7 @@ class Settings:
     webhook_secret: str = DEV_SECRET
     allowed_origins: tuple[str, ...] = ()
     graphiql: bool = True
+    introspection: bool = True
     public_url: str = "http://127.0.0.1:8000"
     max_query_depth: int = 15
     max_query_aliases: int = 30
@@ -59,6 +60,7 @@ class Settings:
             webhook_secret=env.get("TALLY_WEBHOOK_SECRET") or defaults.webhook_secret,
             allowed_origins=_origins(env.get("TALLY_ALLOWED_ORIGINS")),
             graphiql=_flag(env.get("TALLY_GRAPHIQL"), defaults.graphiql),
+            introspection=_flag(env.get("TALLY_INTROSPECTION"), defaults.introspection),
             public_url=(env.get("TALLY_PUBLIC_URL") or defaults.public_url).rstrip("/"),
             max_query_depth=_int(env.get("TALLY_MAX_QUERY_DEPTH"), defaults.max_query_depth),
             max_query_aliases=_int(env.get("TALLY_MAX_QUERY_ALIASES"), defaults.max_query_aliases),

@@ -22,7 +22,12 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator
 
-from graphql import ASTValidationRule, ExecutionResult, GraphQLError
+from graphql import (
+    ASTValidationRule,
+    ExecutionResult,
+    GraphQLError,
+    NoSchemaIntrospectionCustomRule,
+)
 from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter, SchemaExtension
 from strawberry.types import ExecutionResult as StreamedResult
 from strawberry.types import StreamExecutionResult
@@ -74,6 +79,8 @@ class QueryLimitsExtension(SchemaExtension):
             *context.validation_rules,
             depth_rule(settings.max_query_depth),
             aliases_rule(settings.max_query_aliases),
+            # `__typename` stays allowed: clients need it to read unions and fragments.
+            *(() if settings.introspection else (NoSchemaIntrospectionCustomRule,)),
         )
         if isinstance(context.context, Context):
             context.context.open_usage_budget()

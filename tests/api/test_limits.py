@@ -153,3 +153,30 @@ async def test_first_stays_capped_at_100(client: httpx.AsyncClient, account: New
     [error] = body["errors"]
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
     assert error["extensions"]["argument"] == "first"
+
+
+async def test_introspection_can_be_turned_off_and_typename_still_works(
+    settings: Settings, runtime: Runtime, client: httpx.AsyncClient, account: NewAccount
+) -> None:
+    closed = create_app(replace(settings, introspection=False), runtime=runtime)
+    token = account.token.secret
+    transport = httpx.ASGITransport(app=closed)
+    async with httpx.AsyncClient(transport=transport, base_url="http://tally.test") as http:
+        # when the standard introspection query goes to an app with it off, and to one with it on
+        refused = await post(http, get_introspection_query(), token)
+        typename = await post(http, "{ __typename viewer { id } }", token)
+        open_ = await post(client, get_introspection_query(), token)
+
+    # then only the closed app refuses it, with a code; __typename is not introspection
+    assert refused["data"] is None
+    assert refused["errors"]
+    for error in refused["errors"]:
+        assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+        assert "introspection has been disabled" in error["message"]
+    assert typename["data"]["__typename"] == "Query"
+    assert "errors" not in open_
+
+
+def test_introspection_is_on_unless_turned_off() -> None:
+    assert Settings.from_env({}).introspection
+    assert not Settings.from_env({"TALLY_INTROSPECTION": "0"}).introspection

@@ -186,6 +186,10 @@ async def test_seed_demo_fills_only_an_empty_database(server: Server, tmp_path: 
     assert "Created the demo account" in first
     assert "Found the demo account" in again
     assert len([line for line in again.splitlines() if "tly_" in line]) == 3
+    # A database with any account of its own is left alone.
+    await server.cli(
+        "create-account", "--name", "Busy", "--admin-name", "B", "--admin-email", "b@busy.example"
+    )
     busy = await server.cli("seed-demo")
     assert "already has accounts" in busy
     assert "tly_" not in busy
