@@ -77,6 +77,7 @@ class Subscriber:
         self.entry_ids: list[str] = []
         self.events = 0
         self.re_reads = 0  # events without entries after the first: a gap was filled
+        self.re_read_last = False
         self.delays_us: list[int] = []  # commit (entry createdAt) to receipt
         self.errors: list[str] = []
         self.changed = asyncio.Event()
@@ -115,6 +116,7 @@ class Subscriber:
         self.events += 1
         self.balance = event["balance"]
         entries = event["entries"]
+        self.re_read_last = not entries and not first
         if entries:
             self.entry_ids += [entry["id"] for entry in entries]
             committed = datetime.fromisoformat(entries[-1]["createdAt"]).timestamp()
@@ -123,16 +125,27 @@ class Subscriber:
             self.re_reads += 1
         self.changed.set()
 
-    async def settle_on(self, balance: dict[str, Any], deadline: float) -> bool:
-        """Wait (until the loop time `deadline`) for the last event to show `balance`."""
+    async def settle_on(
+        self, balance: dict[str, Any], newest_entry: str | None, deadline: float
+    ) -> bool:
+        """Wait (until the loop time `deadline`) for the stream to reach the final state.
+
+        That is the last event showing `balance`, after the newest entry arrived or after
+        a re-read (which stands for entries missed): a balance alone can show up earlier,
+        when a send and its refund return it to where it was.
+        """
         loop = asyncio.get_running_loop()
-        while not self.shows(balance):
+        while not self.reached(balance, newest_entry):
             self.changed.clear()
             try:
                 await asyncio.wait_for(self.changed.wait(), max(0.0, deadline - loop.time()))
             except TimeoutError:
-                return self.shows(balance)
+                return self.reached(balance, newest_entry)
         return True
+
+    def reached(self, balance: dict[str, Any], newest_entry: str | None) -> bool:
+        caught_up = newest_entry is None or newest_entry in self.entry_ids or self.re_read_last
+        return caught_up and self.shows(balance)
 
     def shows(self, balance: dict[str, Any]) -> bool:
         return self.balance is not None and all(

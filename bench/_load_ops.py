@@ -44,7 +44,12 @@ BUY = (
     " entry { id credits amountCents } balance { total } userErrors { code message } } }"
 )
 POLL = "query Poll { account { balance { total } } }"
-BALANCE = "query { account { balance { total subscriptionCredits purchasedCredits } } }"
+# The final state subscribers must reach: the balance, and the newest ledger entry (a
+# balance alone can recur: a send and its refund end where they started).
+FINAL_STATE = (
+    "query { account { balance { total subscriptionCredits purchasedCredits }"
+    " ledger(first: 1) { edges { node { id } } } } }"
+)
 RATE_LIMITED = "RATE_LIMITED"
 
 

@@ -22,9 +22,9 @@ from bench._load_client import (
     Subscriber,
 )
 from bench._load_ops import (
-    BALANCE,
     BILLING,
     BUY,
+    FINAL_STATE,
     MESSAGES,
     POLL,
     SEGMENT_INFO,
@@ -131,11 +131,16 @@ class Load:
     async def settle(self) -> None:
         """Read the final balance, wait for each subscriber to show it, then unsubscribe."""
         status, raw = await self.browser(ADMIN).post(
-            "/graphql", graphql_body(BALANCE), graphql_headers(self.team.admin_token)
+            "/graphql", graphql_body(FINAL_STATE), graphql_headers(self.team.admin_token)
         )
-        balance = graphql_data(status, raw)["account"]["balance"]
+        account = graphql_data(status, raw)["account"]
+        balance = account["balance"]
+        newest = [edge["node"]["id"] for edge in account["ledger"]["edges"]]
         deadline = asyncio.get_running_loop().time() + SETTLE_SECONDS
-        shown = [await s.settle_on(balance, deadline) for s in self.outcome.subscribers]
+        shown = [
+            await s.settle_on(balance, newest[0] if newest else None, deadline)
+            for s in self.outcome.subscribers
+        ]
         self.outcome.final_balance, self.outcome.settled = balance, all(shown)
         for task in self.listening:
             task.cancel()
