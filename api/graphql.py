@@ -236,11 +236,13 @@ class TallyGraphQL(GraphQL[Context, None]):
             # or objects nested deeper than the interpreter's recursion limit.
             raise json.JSONDecodeError(str(error), data, 0) from None
 
-    def encode_json(self, data: object) -> bytes:
+    def encode_json(self, data: object) -> str:
         # orjson: a 731-bucket usage report is 122 KB of JSON, and json.dumps took 14-17%
         # of its server time (docs/benchmarks.md). Non-ASCII text is written as UTF-8
-        # rather than \u escapes; both are the same JSON.
-        return orjson.dumps(data)
+        # rather than \u escapes; both are the same JSON. A str, not bytes: Strawberry
+        # sends bytes over a websocket as binary frames, which browsers' graphql-ws
+        # clients cannot parse.
+        return orjson.dumps(data).decode()
 
     def parse_json(self, data: str | bytes) -> Any:
         # Strawberry reads fields of the parsed body with .get(): a body that is a JSON

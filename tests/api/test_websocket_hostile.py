@@ -121,6 +121,23 @@ async def test_an_operation_id_of_the_maximum_length_is_used(
         assert (await next_event(ws, op=op_id))["balance"]["total"] == 1000
 
 
+async def test_the_server_sends_text_frames_that_browsers_parse(
+    live: Live, account: NewAccount
+) -> None:
+    # Browsers' graphql-ws clients JSON.parse each frame's text: a binary frame arrives as
+    # a Blob and breaks them.
+    async with transport_ws(live.ws_url, None) as ws:
+        init = {"authorization": f"Bearer {account.token.secret}"}
+        await send_json(ws, {"type": "connection_init", "payload": init})
+        ack = await asyncio.wait_for(ws.recv(), TIMEOUT)
+        await subscribe(ws, op="1")
+        event = await asyncio.wait_for(ws.recv(), TIMEOUT)
+
+    assert isinstance(ack, str)
+    assert isinstance(event, str)
+    assert json.loads(event)["payload"]["data"]["balanceChanged"]["balance"]["total"] == 1000
+
+
 # --- the legacy protocol -----------------------------------------------------------------
 
 
