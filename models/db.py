@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-import asyncpg
 from tortoise import Tortoise
 from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.migrations.api.migrate import migrate
@@ -66,7 +65,6 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
         connection["engine"] = "models.sqlite_engine"
     else:
         connection = expand_db_url(database_url)
-        connection["credentials"]["reset"] = reset_pooled_connection
     return {
         "connections": {"default": connection},
         "apps": {
@@ -79,19 +77,6 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
         "use_tz": True,
         "timezone": "UTC",
     }
-
-
-async def reset_pooled_connection(connection: asyncpg.Connection) -> None:
-    """What a PostgreSQL connection needs before the pool hands it out again.
-
-    asyncpg's default reset (advisory unlock, CLOSE ALL, UNLISTEN, RESET ALL) is one more
-    round trip after every statement outside a transaction: about a third of a small
-    request's database time. Tally keeps no session state (no SET, LISTEN, session
-    advisory locks or cursors; row locks end with their transaction), so only a
-    transaction left open by an error needs undoing.
-    """
-    if connection.is_in_transaction():
-        await connection.execute("ROLLBACK")
 
 
 async def open_database(database_url: str) -> None:

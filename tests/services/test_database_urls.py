@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from models.db import (
-    reset_pooled_connection,
-    sqlite_file_path,
-    tortoise_config,
-    with_sqlite_defaults,
-)
+from models.db import sqlite_file_path, tortoise_config, with_sqlite_defaults
 
 
 @pytest.mark.parametrize(
@@ -74,35 +68,3 @@ def test_a_folder_in_place_of_the_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "tally.db").mkdir()
     with pytest.raises(ValueError, match="is a folder"):
         tortoise_config(f"sqlite:///{tmp_path}/tally.db")
-
-
-@dataclass
-class PooledConnection:
-    """What the pool's reset sees of an asyncpg connection."""
-
-    in_transaction: bool
-    executed: list[str] = field(default_factory=list)
-
-    def is_in_transaction(self) -> bool:
-        return self.in_transaction
-
-    async def execute(self, query: str) -> str:
-        self.executed.append(query)
-        return "ROLLBACK"
-
-
-def test_postgres_pools_use_tally_s_reset() -> None:
-    connection = tortoise_config("postgres://postgres@127.0.0.1:5432/test")["connections"]
-    assert connection["default"]["credentials"]["reset"] is reset_pooled_connection
-
-
-async def test_a_connection_returned_inside_a_transaction_is_rolled_back() -> None:
-    connection = PooledConnection(in_transaction=True)
-    await reset_pooled_connection(connection)
-    assert connection.executed == ["ROLLBACK"]
-
-
-async def test_a_connection_returned_idle_costs_no_round_trip() -> None:
-    connection = PooledConnection(in_transaction=False)
-    await reset_pooled_connection(connection)
-    assert connection.executed == []
