@@ -55,7 +55,11 @@ def http_middleware(settings: Settings, clock: Clock | None = None) -> list[Midd
     """Tally's HTTP middleware, outermost first; `clock` times the rate-limit windows."""
     limits = Limits(per_token=settings.rate_limit_per_token, per_ip=settings.rate_limit_per_ip)
     shared = settings.broadcast_url.startswith(REDIS_SCHEMES)
-    counter = RedisCounter(settings.broadcast_url) if shared else MemoryCounter()
+    counter = (
+        RedisCounter(settings.broadcast_url, namespace=settings.redis_namespace)
+        if shared
+        else MemoryCounter()
+    )
     return [
         Middleware(AccessLog),
         Middleware(SecurityHeaders),

@@ -113,29 +113,31 @@ class MemoryCounter:
 class RedisCounter:
     """Counters shared by every process: INCR + EXPIRE in one pipeline."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, namespace: str = "") -> None:
         # On every request's path: fail fast, then fail open.
         self._redis = aioredis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+        self._namespace = namespace
 
     async def hit(self, keys: Sequence[str], window: int) -> list[int]:
         async with self._redis.pipeline(transaction=False) as pipe:
             for key in keys:
-                name = _name(key, window)
+                name = _name(key, window, self._namespace)
                 pipe.incr(name)
                 pipe.expire(name, 2 * WINDOW_SECONDS)
             results = await pipe.execute()
         return [int(count) for count in results[::2]]
 
     async def peek(self, key: str, window: int) -> int:
-        count = await self._redis.get(_name(key, window))
+        count = await self._redis.get(_name(key, window, self._namespace))
         return int(count or 0)
 
     async def aclose(self) -> None:
         await self._redis.aclose()
 
 
-def _name(key: str, window: int) -> str:
-    return f"{KEY_PREFIX}:{window}:{key}"
+def _name(key: str, window: int, namespace: str = "") -> str:
+    prefix = f"tally:{namespace}:ratelimit" if namespace else KEY_PREFIX
+    return f"{prefix}:{window}:{key}"
 
 
 class RateLimit:

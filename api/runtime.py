@@ -16,12 +16,12 @@ from services.payments import PaymentProvider, SimulatedPaymentProvider
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
-def broker_for(url: str) -> Broker:
+def broker_for(url: str, namespace: str = "") -> Broker:
     """`memory://`: events stay in this process; `redis://…`: they reach every process."""
     if url == "memory://":
         return LocalBroker()
     if url.startswith(REDIS_SCHEMES):
-        return RedisBroker(url)
+        return RedisBroker(url, namespace=namespace)
     raise ValueError(f"TALLY_BROADCAST_URL must be memory:// or redis://…, not {url!r}")
 
 
@@ -35,7 +35,7 @@ class Runtime:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
-        return cls(broker=broker_for(settings.broadcast_url))
+        return cls(broker=broker_for(settings.broadcast_url, settings.redis_namespace))
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:

@@ -36,6 +36,7 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     graphiql: bool = True
     introspection: bool = True
+    redis_namespace: str = ""
     public_url: str = "http://127.0.0.1:8000"
     max_query_depth: int = 15
     max_query_aliases: int = 30
@@ -61,6 +62,7 @@ class Settings:
             allowed_origins=_origins(env.get("TALLY_ALLOWED_ORIGINS")),
             graphiql=_flag(env.get("TALLY_GRAPHIQL"), defaults.graphiql),
             introspection=_flag(env.get("TALLY_INTROSPECTION"), defaults.introspection),
+            redis_namespace=(env.get("TALLY_REDIS_NAMESPACE") or "").strip(),
             public_url=(env.get("TALLY_PUBLIC_URL") or defaults.public_url).rstrip("/"),
             max_query_depth=_int(env.get("TALLY_MAX_QUERY_DEPTH"), defaults.max_query_depth),
             max_query_aliases=_int(env.get("TALLY_MAX_QUERY_ALIASES"), defaults.max_query_aliases),

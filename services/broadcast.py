@@ -172,7 +172,10 @@ def _entry_from_json(data: dict[str, Any]) -> LedgerEntry:
 class RedisBroker:
     """Publish through Redis; one pattern subscription per process feeds the local fan-out."""
 
-    def __init__(self, url: str, queue_size: int = 64) -> None:
+    def __init__(self, url: str, queue_size: int = 64, *, namespace: str = "") -> None:
+        # Deployments sharing one Redis (staging beside production) must not hear each
+        # other's accounts: each names its channels with its own namespace.
+        self._prefix = f"tally:{namespace}:balance:" if namespace else CHANNEL_PREFIX
         # No automatic retries: redis-py would silently reconnect the pub/sub connection and
         # hide the messages lost meanwhile, which the lag marker exists to reveal. A publish
         # is on a mutation's path, so connecting gives up after 2 s.
@@ -194,7 +197,7 @@ class RedisBroker:
         await self._redis.aclose()
 
     async def publish(self, event: BalanceEvent) -> None:
-        channel, message = f"{CHANNEL_PREFIX}{event.account_id}", event_to_json(event)
+        channel, message = f"{self._prefix}{event.account_id}", event_to_json(event)
         # Twice: the first command after a Redis restart meets a pooled connection that died.
         for attempt in range(2):
             try:
@@ -215,7 +218,7 @@ class RedisBroker:
         while True:
             try:
                 async with self._redis.pubsub() as pubsub:
-                    await pubsub.psubscribe(f"{CHANNEL_PREFIX}*")
+                    await pubsub.psubscribe(f"{self._prefix}*")
                     if attempt:
                         self._local.lag_everyone()
                     attempt = 0

@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 
 from api import limits
 from api.app import create_app
-from api.ratelimit import Counter, MemoryCounter, RedisCounter
+from api.ratelimit import Counter, MemoryCounter, RedisCounter, _name
 from api.runtime import Runtime
 from api.settings import Settings
 from services.accounts import NewAccount
@@ -208,7 +208,9 @@ async def test_websocket_operations_count_against_the_counters_shared_through_re
     shared = replace(limited(settings), broadcast_url=REDIS_URL)
     # The lifespan closes an app's counters; the test server runs without one.
     counters: list[RedisCounter] = []
-    monkeypatch.setattr(limits, "RedisCounter", lambda url: _kept(counters, RedisCounter(url)))
+    monkeypatch.setattr(
+        limits, "RedisCounter", lambda url, **options: _kept(counters, RedisCounter(url, **options))
+    )
     other = create_app(shared, runtime=runtime, manage_database=False)
     token = account.token.secret
 
@@ -342,3 +344,13 @@ async def test_legacy_graphql_ws_operations_over_the_limit_get_a_coded_error(
     assert refused["payload"]["extensions"]["code"] == "RATE_LIMITED"
     assert refused["payload"]["extensions"]["retryAfter"] >= 1
     assert sorted(m["id"] for m in answers if m["type"] == "data") == ["0", "1", "2"]
+
+
+def test_a_redis_namespace_keeps_deployments_counters_apart() -> None:
+    production = _name("token:abc", 7)
+    staging = _name("token:abc", 7, "staging")
+
+    assert production == "tally:ratelimit:7:token:abc"
+    assert staging == "tally:staging:ratelimit:7:token:abc"
+    assert Settings.from_env({"TALLY_REDIS_NAMESPACE": "staging"}).redis_namespace == "staging"
+    assert Settings.from_env({}).redis_namespace == ""

@@ -143,3 +143,26 @@ async def test_after_a_redis_disconnect_subscribers_are_told_to_re_read(
     assert received is not None
     assert received.balance.version == 2
     await events.aclose()
+
+
+@needs_redis
+async def test_deployments_in_other_namespaces_do_not_hear_each_other(
+    redis_brokers: tuple[RedisBroker, RedisBroker],
+) -> None:
+    # given production's two processes, and a staging process on the same Redis
+    publisher, listener = redis_brokers
+    staging = RedisBroker(REDIS_URL or "", namespace="staging")
+    await staging.start()
+    await asyncio.wait_for(staging.connected.wait(), 5)
+    events = listener.subscribe(4545)
+    pending = asyncio.ensure_future(next_of(events))
+    await asyncio.sleep(0.05)
+    # when staging's account 4545 changes, then production's
+    await staging.publish(event(4545, 1))
+    await publisher.publish(event(4545, 2))
+    # then production hears only its own
+    received = await pending
+    assert received is not None
+    assert received.balance.version == 2
+    await events.aclose()
+    await staging.stop()
