@@ -2,14 +2,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 import websockets
 
-from api.runtime import Runtime
-from api.settings import Settings
 from services import accounts as account_service
 from services.accounts import NewAccount
 from tests.api.test_subscriptions import (
@@ -18,7 +15,6 @@ from tests.api.test_subscriptions import (
     close_code,
     next_event,
     send_json,
-    serving,
     subscribe,
     transport_ws,
 )
@@ -81,12 +77,6 @@ async def test_an_unexpected_error_is_masked_and_carries_the_request_id(
 
 
 # --- websockets ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def live(settings: Settings, runtime: Runtime) -> AsyncIterator[Live]:
-    async with serving(settings, runtime) as server:
-        yield server
 
 
 async def websocket_line(caplog: pytest.LogCaptureFixture) -> dict[str, object]:

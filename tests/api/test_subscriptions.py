@@ -37,13 +37,13 @@ from api.settings import Settings
 from models import Account, Inbox, LedgerEntry
 from models.enums import CreditBucket, LedgerEntryKind
 from schema import schema
+from schema.execution import PlainFieldsExecutor
 from schema.subscriptions import BalanceEvent as SchemaBalanceEvent
 from schema.subscriptions import SubscriptionExecutor, selects_only_plain_fields
 from services.access import Principal
 from services.accounts import NewAccount, create_account
 from services.broadcast import BalanceEvent, LocalBroker
 from services.clock import FrozenClock
-from services.inboxes import create_shared_inbox
 from services.ledger import Balance
 from services.live import HOLD_SECONDS, LiveEvent, balance_changes
 from services.messaging import send_message
@@ -142,21 +142,6 @@ async def serving(settings: Settings, runtime: Runtime) -> AsyncIterator[Live]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 15)
-
-
-@pytest.fixture
-async def live(settings: Settings, runtime: Runtime) -> AsyncIterator[Live]:
-    async with serving(settings, runtime) as server:
-        yield server
-
-
-@pytest.fixture
-async def inbox(admin: Principal, clock: FrozenClock) -> Inbox:
-    """A shared inbox no member is listed on: only admins may send from it."""
-    return await create_shared_inbox(
-        actor=admin, name="Support", phone_number=SHARED_NUMBER, member_ids=[], region="US",
-        clock=clock,
-    )  # fmt: skip
 
 
 # --- the wire protocols ---------------------------------------------------------------
@@ -679,6 +664,23 @@ def payload(account: NewAccount, version: int) -> SchemaBalanceEvent:
     return SchemaBalanceEvent.from_result(LiveEvent(synthetic(account, version, 5)))
 
 
+async def execute_events(
+    subscription: SubscriptionExecutor, account: NewAccount, versions: range = range(2, 6)
+) -> list[tuple[PlainFieldsExecutor, ExecutionResult]]:
+    """Each event's executor and result, as the subscription would run them, checked clean."""
+    executed: list[tuple[PlainFieldsExecutor, ExecutionResult]] = []
+    for version in versions:
+        event = subscription.build_per_event_executor(payload(account, version))
+        assert isinstance(event, PlainFieldsExecutor)
+        result = event.execute_operation()
+        if inspect.isawaitable(result):
+            result = await result
+        assert isinstance(result, ExecutionResult)
+        assert result.errors is None
+        executed.append((event, result))
+    return executed
+
+
 @pytest.mark.usefixtures("db")
 async def test_subscribers_of_one_document_share_each_event_s_result(account: NewAccount) -> None:
     # (the parser cache hands every subscriber of one document text the same parsed document)
@@ -706,11 +708,5 @@ async def test_each_event_gets_a_memo_of_its_own(account: NewAccount) -> None:
     # graphql-core 3.3.2 shares one memo among a subscription's events, and it grows by an
     # entry per event; here the subscription's own memo stays empty whatever the events.
     subscription = executor_for(WITH_MESSAGES)
-    for version in range(2, 6):
-        event = subscription.build_per_event_executor(payload(account, version))
-        result = event.execute_operation()
-        if inspect.isawaitable(result):
-            result = await result
-        assert isinstance(result, ExecutionResult)
-        assert result.errors is None
+    await execute_events(subscription, account)
     assert subscription._relevant_sub_fields == {}

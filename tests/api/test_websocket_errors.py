@@ -8,24 +8,18 @@ from typing import Any
 import pytest
 import websockets
 
-from api.runtime import Runtime
-from api.settings import Settings
 from models import Inbox
-from services import history, live
-from services.access import Principal
+from services import history
+from services import live as live_stream
 from services.accounts import NewAccount
-from services.clock import FrozenClock
 from services.errors import NotFound
-from services.inboxes import create_shared_inbox
 from tests.api.test_subscriptions import (
     LEGACY_WS,
-    SHARED_NUMBER,
     WITH_MESSAGES,
     Live,
     next_event,
     receive,
     send_json,
-    serving,
     subscribe,
     transport_ws,
 )
@@ -34,22 +28,8 @@ REQUEST_ID = "ws-request-1"
 SECRET = "SELECT secret FROM ledger_entry"
 
 
-@pytest.fixture
-async def live_server(settings: Settings, runtime: Runtime) -> AsyncIterator[Live]:
-    async with serving(settings, runtime) as server:
-        yield server
-
-
-@pytest.fixture
-async def inbox(admin: Principal, clock: FrozenClock) -> Inbox:
-    return await create_shared_inbox(
-        actor=admin, name="Support", phone_number=SHARED_NUMBER, member_ids=[], region="US",
-        clock=clock,
-    )  # fmt: skip
-
-
 def failing_stream(error: Exception) -> Any:
-    async def balance_changes(**_: object) -> AsyncIterator[live.LiveEvent]:
+    async def balance_changes(**_: object) -> AsyncIterator[live_stream.LiveEvent]:
         raise error
         yield  # an async generator, as the real one is
 
@@ -67,17 +47,17 @@ async def first_message(live: Live, token: str) -> tuple[dict[str, Any], str]:
 
 
 async def test_an_unexpected_error_in_a_subscription_is_masked_with_the_request_id(
-    live_server: Live,
+    live: Live,
     account: NewAccount,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # given a subscription whose source fails in a way nobody planned for
-    monkeypatch.setattr(live, "balance_changes", failing_stream(RuntimeError(SECRET)))
+    monkeypatch.setattr(live_stream, "balance_changes", failing_stream(RuntimeError(SECRET)))
 
     # when a client subscribes
     with caplog.at_level("ERROR"):
-        message, request_id = await first_message(live_server, account.token.secret)
+        message, request_id = await first_message(live, account.token.secret)
 
     # then it gets a generic error carrying the connection's request id; the log has the rest
     assert request_id == REQUEST_ID
@@ -90,31 +70,33 @@ async def test_an_unexpected_error_in_a_subscription_is_masked_with_the_request_
 
 
 async def test_a_domain_error_in_a_subscription_keeps_its_code(
-    live_server: Live, account: NewAccount, monkeypatch: pytest.MonkeyPatch
+    live: Live, account: NewAccount, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(live, "balance_changes", failing_stream(NotFound("No such account.")))
+    monkeypatch.setattr(
+        live_stream, "balance_changes", failing_stream(NotFound("No such account."))
+    )
 
-    message, _ = await first_message(live_server, account.token.secret)
+    message, _ = await first_message(live, account.token.secret)
 
     [error] = message["payload"]["errors"]
     assert (error["message"], error["extensions"]) == ("No such account.", {"code": "NOT_FOUND"})
 
 
 async def test_an_unexpected_error_in_a_field_of_an_event_is_masked(
-    live_server: Live, account: NewAccount, inbox: Inbox, monkeypatch: pytest.MonkeyPatch
+    live: Live, account: NewAccount, inbox: Inbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # given a subscription to the messages of the entries, whose loading fails
     async def broken(ids: list[int]) -> None:
         raise RuntimeError(SECRET)
 
     token = account.token.secret
-    async with transport_ws(live_server.ws_url, token) as ws:
+    async with transport_ws(live.ws_url, token) as ws:
         await subscribe(ws, WITH_MESSAGES)
         await next_event(ws)
         monkeypatch.setattr(history, "messages_by_ids", broken)
 
         # when an event comes
-        await live_server.send(token, inbox.id)
+        await live.send(token, inbox.id)
         message = await receive(ws)
         assert ws.response is not None
         request_id = ws.response.headers["x-request-id"]
@@ -128,10 +110,10 @@ async def test_an_unexpected_error_in_a_field_of_an_event_is_masked(
 
 
 async def test_a_query_over_legacy_graphql_ws_is_a_coded_error_not_an_incident(
-    live_server: Live, account: NewAccount, caplog: pytest.LogCaptureFixture
+    live: Live, account: NewAccount, caplog: pytest.LogCaptureFixture
 ) -> None:
     init = {"authorization": f"Bearer {account.token.secret}"}
-    async with websockets.connect(live_server.ws_url, subprotocols=[LEGACY_WS]) as ws:
+    async with websockets.connect(live.ws_url, subprotocols=[LEGACY_WS]) as ws:
         await send_json(ws, {"type": "connection_init", "payload": init})
         assert (await receive(ws))["type"] == "connection_ack"
         with caplog.at_level("ERROR", logger="tally.graphql"):
