@@ -13,8 +13,8 @@ from strawberry.dataloader import DataLoader
 
 from api.runtime import Runtime
 from api.settings import Settings
-from models import Inbox, Member, Message
-from services import history, inboxes, members
+from models import Account, Inbox, Member, Message
+from services import accounts, history, inboxes, members
 from services.access import Principal
 from services.clock import Clock
 from services.usage_budget import UsageBudget
@@ -76,6 +76,8 @@ class Context:
     settings: Settings
     runtime: Runtime
     principal: Principal | None = None
+    # An HTTP request's account, read with its token (services/tokens.py).
+    request_account: Account | None = None
     loaders: Loaders = field(default_factory=Loaders)
     # Filled by Strawberry from the websocket connection_init payload.
     connection_params: dict[str, Any] | None = None
@@ -90,6 +92,13 @@ class Context:
         if self.principal is None:
             raise RuntimeError("resolver ran without an authenticated principal")
         return self.principal
+
+    async def account(self) -> Account:
+        """The actor's account: an HTTP request's as read with its token; on a websocket,
+        whose connection outlives any one read, read anew for each operation."""
+        if self.request_account is not None:
+            return self.request_account
+        return await accounts.get_account(self.actor.account_id)
 
     @property
     def usage_budget(self) -> UsageBudget:

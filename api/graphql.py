@@ -57,7 +57,6 @@ from api.runtime import Runtime
 from api.settings import Settings
 from schema import schema
 from services import tokens
-from services.access import Principal
 
 # subscriptions-transport-ws clients drop a connection after 30 s without a "ka".
 LEGACY_KEEP_ALIVE_SECONDS = 15.0
@@ -81,7 +80,7 @@ def connection_secret(params: Mapping[str, object] | None) -> str | None:
     return bearer_secret(params.get("authorization") or params.get("Authorization"))
 
 
-async def principal_for(secret: str | None) -> Principal | None:
+async def bearer_for(secret: str | None) -> tokens.Bearer | None:
     return None if secret is None else await tokens.authenticate(secret)
 
 
@@ -255,24 +254,22 @@ class TallyGraphQL(GraphQL[Context, None]):
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
-        principal = None
-        if isinstance(request, Request):
-            principal = await principal_for(bearer_secret(request.headers.get("authorization")))
-            if principal is not None:
-                request_state(request.scope)["account_id"] = principal.account_id
-        return Context(
-            request=request,
-            response=response,
-            settings=self.settings,
-            runtime=self.runtime,
-            principal=principal,
+        context = Context(
+            request=request, response=response, settings=self.settings, runtime=self.runtime
         )
+        if isinstance(request, Request):
+            bearer = await bearer_for(bearer_secret(request.headers.get("authorization")))
+            if bearer is not None:
+                context.principal, context.request_account = bearer.principal, bearer.account
+                request_state(request.scope)["account_id"] = bearer.principal.account_id
+        return context
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, Any] | None:
-        principal = await principal_for(connection_secret(context.connection_params))
-        if principal is None:
+        bearer = await bearer_for(connection_secret(context.connection_params))
+        if bearer is None:
             raise ConnectionRejectionError({"code": "UNAUTHENTICATED"})
-        context.principal = principal
+        # Not the account: the connection outlives the read (Context.account).
+        principal = context.principal = bearer.principal
         websocket = context.request
         if isinstance(websocket, WebSocket):
             request_state(websocket.scope)["account_id"] = principal.account_id

@@ -47,8 +47,9 @@ async def timed(runs: int, warmup: int, call: Any) -> list[int]:
 async def run(job: dict[str, Any]) -> dict[str, Any]:
     await open_database(job["database_url"])
     try:
-        actor = await tokens.authenticate(job["token"])
-        assert actor is not None, "the admin token does not authenticate"
+        bearer = await tokens.authenticate(job["token"])
+        assert bearer is not None, "the admin token does not authenticate"
+        actor = bearer.principal
         runtime = Runtime()
         settings = Settings.from_env()
         result: dict[str, Any] = {}

@@ -19,7 +19,8 @@ dropped afterwards), everything on 127.0.0.1:
               range, totals, every bucket and every group with all six figures).
               Latency is from writing the request to having read the whole response.
               Every response must be byte-identical to the first of its case.
-3. profile  - py-spy records the server while more (c) requests run (not timed).
+3. profile  - py-spy records the server while more requests of one report run (not timed;
+              (c) unless `--profile-case` says otherwise).
 4. split    - in a separate process: the service call alone and schema.execute alone
               (bench/_usage_direct.py), to show what part of the time is which.
 5. group-by - the same reports from one plain GROUP BY over the message table
@@ -188,6 +189,10 @@ class Run:
             "TALLY_SECRET_KEY": "bench-secret",
             "TALLY_WEBHOOK_SECRET": "bench-webhook-secret",
             "TALLY_GRAPHIQL": "0",
+            # The limiter still runs on every request, but the profile's thousands of
+            # requests a minute from one token must not turn into 429s.
+            "TALLY_RATE_LIMIT_PER_TOKEN": "1000000",
+            "TALLY_RATE_LIMIT_PER_IP": "1000000",
         }
 
     def log(self, started: float, what: str) -> None:
@@ -347,12 +352,13 @@ class Run:
         output = self.workdir / f"py-spy-{self.kind}.txt"
         seconds = int(self.args.profile_seconds)
         recorder = self.start_recorder(pid, output, seconds)
-        case = next(c for c in CASES if c.key == "c")
+        case = next(c for c in CASES if c.key == self.args.profile_case)
         request = client.request(case.variables(self.today))
         deadline = time.monotonic() + seconds + 20
         requests = 0
         while recorder.poll() is None and time.monotonic() < deadline:
-            await client.send(request)
+            status, body, _ = await client.send(request)
+            report_of(status, body)  # raises on an error: a profile of refusals is no use
             requests += 1
         try:
             recorder.wait(20)
@@ -364,7 +370,8 @@ class Run:
             self.result.profile = [f"py-spy failed ({recorder.returncode}): {error.strip()}"]
             return
         self.result.profile = [
-            f"py-spy, 250 Hz, {seconds} s of (c) requests one at a time ({requests} requests):",
+            f"py-spy, 250 Hz, {seconds} s of ({case.key}) requests one at a time "
+            f"({requests} requests):",
             *summarize(output).lines(self.args.profile_top),
         ]
         if self.args.keep:
@@ -559,6 +566,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile-seconds", type=float, default=8.0,
                         help="py-spy the server over this many seconds of (c); 0: off")  # fmt: skip
     parser.add_argument("--profile-top", type=int, default=10)
+    parser.add_argument("--profile-case", choices=[c.key for c in CASES], default="c",
+                        help="the report py-spy records (default c)")  # fmt: skip
     parser.add_argument("--show-sql", action="store_true",
                         help="print the GROUP BY statements and their plans")  # fmt: skip
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")

@@ -166,7 +166,7 @@ class AccountQuery:
 
     @strawberry.field(description="The viewer's account.")
     async def account(self, info: strawberry.Info[Context, Any]) -> Account:
-        return Account.from_model(await accounts.get_account(info.context.actor.account_id))
+        return Account.from_model(await info.context.account())
 
 
 @strawberry.input

@@ -8,8 +8,8 @@ only ``getattr``.
 
 So when every field of a selection is plain (``__typename``, or a basic field whose type
 is a scalar, an enum, an object with no ``is_type_of`` whose own selection is plain, or a
-list of those), the selection is compiled, once per request, into a function that builds
-the result straight from ``getattr`` and each leaf type's ``coerce_output_value``.
+list of those), the selection is compiled into a function that builds the result straight
+from ``getattr`` and each leaf type's ``coerce_output_value``.
 ``collect_subfields`` has already applied ``@skip``/``@include``, fragments and aliases.
 The function gives up on anything the normal path would report or treat differently: a
 None in a non-null position, a value the coercer refuses, a list that is not a list or a
@@ -17,13 +17,20 @@ tuple (an iterator can be read only once). Any exception sends the whole object 
 normal path, which then raises the error with its exact path and message. Resolve
 middleware, ``@defer``, ``@stream`` and a default resolver other than ``getattr`` keep the
 normal path throughout.
+
+A selection is compiled once per document, not per request (that took about 0.3 ms of a
+2.5 ms 90-day report), wherever the result cannot differ: the parser cache
+(schema/documents.py) hands every request for a document the same nodes, and a document
+whose selections carry no directive collects the same fields whatever its variables.
+Others are compiled per request.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator
 from operator import attrgetter
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
 from graphql import (
     GRAPHQL_MAX_INT,
@@ -37,6 +44,8 @@ from graphql import (
     GraphQLOutputType,
     GraphQLStreamDirective,
     GraphQLString,
+    OperationDefinitionNode,
+    SelectionSetNode,
     Undefined,
     is_leaf_type,
 )
@@ -47,6 +56,8 @@ from graphql.pyutils import AwaitableOrValue, Path
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
+
+from schema.documents import DOCUMENT_CACHE_SIZE, MAX_CACHED_DOCUMENT_CHARACTERS
 
 __all__ = ["PlainFieldsExecutor"]
 
@@ -62,6 +73,37 @@ class _GiveUp(Exception):
     """The compiled selection met a value only the normal path reports properly."""
 
 
+V = TypeVar("V")
+
+
+class _Kept(Generic[V]):
+    """A bounded LRU map."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._entries: OrderedDict[Hashable, V] = OrderedDict()
+
+    def get(self, key: Hashable) -> V | None:
+        value = self._entries.get(key)
+        if value is not None:
+            self._entries.move_to_end(key)
+        return value
+
+    def put(self, key: Hashable, value: V) -> None:
+        self._entries[key] = value
+        if len(self._entries) > self.maxsize:
+            self._entries.popitem(last=False)
+
+
+# Compiled selections by plan key (``_plan_key``), each beside the field set it was
+# compiled from (which keeps the key's nodes alive, so no id in it can be reused).
+Plans = dict[Hashable, tuple[GroupedFieldSet, "Build | None"]]
+# Per operation (by id, the operation kept alive beside): its shared compiled selections,
+# or None when they may not be shared. As many operations as the parser cache keeps
+# documents, so this pins no more than it does.
+_operations: _Kept[tuple[OperationDefinitionNode, Plans | None]] = _Kept(DOCUMENT_CACHE_SIZE)
+
+
 class PlainFieldsExecutor(StrawberryGraphQLCoreExecutionContext):
     """Strawberry's executor, completing selections of plain attributes in one go."""
 
@@ -71,6 +113,7 @@ class PlainFieldsExecutor(StrawberryGraphQLCoreExecutionContext):
         # so the 731 buckets of a report share one). Keyed by identity: each key is kept
         # alive alongside so its id cannot be reused.
         self._plans: dict[int, tuple[GroupedFieldSet, Build | None]] = {}
+        self._shared_plans = _shared_plans(self.operation, self.fragment_definitions)
 
     def build_per_event_executor(self, payload: Any) -> PlainFieldsExecutor:
         """A subscription event's executor, with memos of its own.
@@ -111,12 +154,67 @@ class PlainFieldsExecutor(StrawberryGraphQLCoreExecutionContext):
     ) -> Build | None:
         entry = self._plans.get(id(grouped_field_set))
         if entry is None:
-            manager = self.middleware_manager
-            plain = manager is None or not manager.middlewares
-            build = compile_fields(self, parent_type, grouped_field_set) if plain else None
-            entry = (grouped_field_set, build)
+            entry = (grouped_field_set, self._build_for(parent_type, grouped_field_set))
             self._plans[id(grouped_field_set)] = entry
         return entry[1]
+
+    def _build_for(
+        self, parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet
+    ) -> Build | None:
+        manager = self.middleware_manager
+        if manager is not None and manager.middlewares:
+            return None
+        plans = self._shared_plans
+        if plans is None:
+            return compile_fields(self, parent_type, grouped_field_set)
+        key = _plan_key(parent_type, grouped_field_set)
+        shared = plans.get(key)
+        if shared is None:
+            shared = plans[key] = (
+                grouped_field_set,
+                compile_fields(self, parent_type, grouped_field_set),
+            )
+        return shared[1]
+
+
+def _plan_key(parent: GraphQLObjectType, grouped_field_set: GroupedFieldSet) -> Hashable:
+    """What a compiled selection depends on: the type and the field nodes of each name."""
+    return parent, tuple(
+        (name, tuple(id(detail.node) for detail in details))
+        for name, details in grouped_field_set.items()
+    )
+
+
+def _shared_plans(operation: OperationDefinitionNode, fragments: dict[str, Any]) -> Plans | None:
+    """The compiled selections the operation's requests share, or None if they may not.
+
+    Only a document the parser cache keeps comes back with the same nodes, and only
+    selections without directives compile the same whatever the variables.
+    """
+    source = operation.loc.source.body if operation.loc is not None else None
+    if source is None or len(source) > MAX_CACHED_DOCUMENT_CHARACTERS:
+        return None  # parsed anew for each request: nothing to share, and not to be kept
+    known = _operations.get(id(operation))
+    if known is not None:
+        return known[1]
+    directives = any(
+        selection.directives
+        for root in (operation, *fragments.values())
+        for selection in _selections(root.selection_set)
+    )
+    plans: Plans | None = None if directives else {}
+    _operations.put(id(operation), (operation, plans))
+    return plans
+
+
+def _selections(selection_set: SelectionSetNode) -> Iterator[Any]:
+    pending = [selection_set]
+    while pending:
+        for selection in pending.pop().selections:
+            yield selection
+            nested = getattr(selection, "selection_set", None)
+            if nested is not None:
+                pending.append(nested)
 
 
 def compile_fields(

@@ -20,7 +20,7 @@ from typing import Any, cast
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 
-from services import rollups
+from services import sql
 
 Row = tuple[Any, ...]
 CHUNK = 20_000
@@ -28,8 +28,8 @@ CHUNK = 20_000
 
 async def insert_rows(table: str, columns: Sequence[str], rows: Iterable[Row]) -> None:
     """Insert `rows` (tuples in the order of `columns`) into `table`; inside a transaction."""
-    conn = rollups.connection()
-    if rollups.is_postgres(conn):
+    conn = sql.connection()
+    if sql.is_postgres(conn):
         await _copy(conn, table, columns, rows)
     else:
         await _insert_chunks(conn, _insert_sql(table, columns), rows)

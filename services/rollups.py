@@ -12,29 +12,25 @@ account's row lock (``services.ledger.lock_account``):
 Each writer reads the zone from the locked account row, so no row is ever keyed in a zone
 that a concurrent ``updateAccount`` is replacing. See docs/usage-rollups.md.
 
-Raw SQL, because Tortoise has no upsert that adds to the existing row. It is written once
-with ``?`` placeholders; ``sql`` turns them into ``$1, $2…`` for asyncpg.
+Raw SQL (services/sql.py), because Tortoise has no upsert that adds to the existing row.
 """
 
 from __future__ import annotations
 
-import itertools
-import re
 from calendar import monthrange
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.connection import get_connection
 
 from models import Account, Message
 from models.enums import Direction
 from models.usage import FIGURES
 from services.calendar import Granularity, WeekStart, local_day
+from services.sql import connection, fetch, is_postgres, run, sql
 
 # Messages read per query while regrouping in Python: bounded memory for any account.
 CHUNK = 20_000
@@ -99,40 +95,6 @@ _PAGE = """
 SELECT id, inbox_id, direction, created_at, segments FROM message
 WHERE account_id = ? AND refunded_at IS NULL {after} ORDER BY created_at, id LIMIT ?
 """
-
-
-def connection() -> BaseDBAsyncClient:
-    """The default connection; inside ``in_transaction()``, that transaction's own.
-
-    Tortoise keeps the transaction's client in a contextvar under the same alias, so
-    statements sent through it commit or roll back with the ORM's.
-    """
-    return get_connection("default")
-
-
-def is_postgres(conn: BaseDBAsyncClient) -> bool:
-    return conn.capabilities.dialect == "postgres"
-
-
-def sql(conn: BaseDBAsyncClient, text: str) -> str:
-    """``text`` with its ``?`` placeholders in the connection's style (``$1, $2…`` for asyncpg)."""
-    return _numbered(text) if is_postgres(conn) else text
-
-
-# Cached: the same few statements run on every message.
-@cache
-def _numbered(text: str) -> str:
-    numbers = itertools.count(1)
-    return re.sub(r"\?", lambda _: f"${next(numbers)}", text)
-
-
-async def run(conn: BaseDBAsyncClient, text: str, values: Sequence[Any]) -> None:
-    await conn.execute_query(sql(conn, text), list(values))
-
-
-async def fetch(conn: BaseDBAsyncClient, text: str, values: Sequence[Any]) -> list[Any]:
-    """The rows of a query; each indexable by position on both backends."""
-    return list((await conn.execute_query(sql(conn, text), list(values)))[1])
 
 
 def _as_datetime(value: datetime | str) -> datetime:

@@ -24,7 +24,7 @@ from tortoise.transactions import in_transaction
 
 from models import Inbox, InboxAccess, LedgerEntry, Message
 from models.enums import Direction, LedgerEntryKind, MessageStatus
-from services import bulk, rollups
+from services import bulk, rollups, sql
 from services.bulk import Row
 from services.ledger import lock_account
 from services.ledger_replay import ENTRY_COLUMNS, PERIOD_COLUMNS, Charge, LedgerReplay
@@ -220,8 +220,8 @@ async def _next_id(model: type[Message] | type[LedgerEntry]) -> int:
 
 async def _continue_sequences() -> None:
     """On PostgreSQL, move the id sequences past the ids written explicitly."""
-    conn = rollups.connection()
-    if rollups.is_postgres(conn):
+    conn = sql.connection()
+    if sql.is_postgres(conn):
         for table in ("message", "ledger_entry"):
             sequence = f"pg_get_serial_sequence('{table}', 'id')"
             await conn.execute_query(f"SELECT setval({sequence}, (SELECT MAX(id) FROM {table}))")

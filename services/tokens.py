@@ -6,15 +6,27 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 
-from models import ApiToken, Member
+from models import Account, ApiToken, Member
 from models.enums import Role
+from services import sql
 from services.access import Principal, require_admin
 from services.clock import Clock
 from services.errors import Forbidden, NotFound
 from services.validation import clean_name
 
 PREFIX = "tly_"
+# The token's own columns in the lookup, named apart from the account's.
+_TOKEN_ID, _MEMBER_ID, _ROLE = "tally_token_id", "tally_member_id", "tally_member_role"
+
+
+@dataclass(frozen=True, slots=True)
+class Bearer:
+    """A live token's principal, and its account as read in the same statement."""
+
+    principal: Principal
+    account: Account
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,22 +71,38 @@ async def revoke_token(*, actor: Principal, token_id: int, clock: Clock) -> None
     await ApiToken.filter(id=token.id, revoked_at__isnull=True).update(revoked_at=clock.now())
 
 
-async def authenticate(secret: str) -> Principal | None:
-    """The principal of a live token, or None for an unknown or revoked one."""
+async def authenticate(secret: str) -> Bearer | None:
+    """The principal and account of a live token, or None for an unknown or revoked one.
+
+    Every request pays for this, so it is one raw statement: building the same join
+    with Tortoise's query builder cost more than running it, and reading the account
+    apart was one more round trip (docs/benchmarks.md, "Usage reports").
+    """
     if not secret.startswith(PREFIX):
         return None
-    # One query (a join), since every request pays for it.
-    rows = await ApiToken.filter(secret_hash=_hash(secret), revoked_at__isnull=True).values(
-        "id", "account_id", "member_id", "member__role"
-    )
+    conn = sql.connection()
+    rows = await sql.fetch_dicts(conn, _lookup_sql(), [_hash(secret)])
     if not rows:
         return None
     row = rows[0]
-    return Principal(
-        account_id=row["account_id"],
-        member_id=row["member_id"],
-        role=Role(row["member__role"]),
-        token_id=row["id"],
+    principal = Principal(
+        account_id=row["id"],
+        member_id=row.pop(_MEMBER_ID),
+        role=Role(row.pop(_ROLE)),
+        token_id=row.pop(_TOKEN_ID),
+    )
+    # What Tortoise itself makes of a selected row: the account's columns, by name.
+    return Bearer(principal=principal, account=Account._init_from_db(**row))
+
+
+@cache
+def _lookup_sql() -> str:
+    columns = ", ".join(f'a."{column}"' for column in Account._meta.fields_db_projection.values())
+    return (
+        f"SELECT t.id AS {_TOKEN_ID}, t.member_id AS {_MEMBER_ID}, m.role AS {_ROLE}, {columns} "
+        "FROM api_token t JOIN member m ON m.id = t.member_id "
+        "JOIN account a ON a.id = t.account_id "
+        "WHERE t.secret_hash = ? AND t.revoked_at IS NULL"
     )
 
 

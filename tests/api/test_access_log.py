@@ -7,7 +7,7 @@ import httpx
 import pytest
 import websockets
 
-from services import accounts as account_service
+from services import members as member_service
 from services.accounts import NewAccount
 from tests.api.test_subscriptions import (
     TRANSPORT_WS,
@@ -57,14 +57,16 @@ async def test_an_unexpected_error_is_masked_and_carries_the_request_id(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # given a service that fails in a way nobody planned for
-    async def broken(account_id: int) -> None:
+    async def broken(*, account_id: int, member_id: int) -> None:
         raise RuntimeError("SELECT secret FROM somewhere")
 
-    monkeypatch.setattr(account_service, "get_account", broken)
+    monkeypatch.setattr(member_service, "get_member", broken)
     headers = {"Authorization": f"Bearer {account.token.secret}"}
     # when a client asks
     with caplog.at_level("ERROR"):
-        response = await client.post("/graphql", json=QUERY, headers=headers)
+        response = await client.post(
+            "/graphql", json={"query": "{ viewer { name } }"}, headers=headers
+        )
     # then it sees a generic error with the request id, and the log has the details
     [error] = response.json()["errors"]
     assert error["message"] == "Internal server error."

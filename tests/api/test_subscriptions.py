@@ -47,7 +47,7 @@ from services.clock import FrozenClock
 from services.ledger import Balance
 from services.live import HOLD_SECONDS, LiveEvent, balance_changes
 from services.messaging import send_message
-from tests.api.test_accounts_api import member_token
+from tests.api.test_accounts_api import UPDATE_ACCOUNT, member_token
 from tests.api.test_server_process import TALLY, Server, free_port
 from tests.conftest import Api
 
@@ -353,6 +353,23 @@ async def test_each_account_sees_only_its_own_events(
         await live.gql(other.token.secret, BUY, key="globex")
         assert kinds(await next_event(theirs)) == [("PURCHASE", "PURCHASED", 100)]
         await nothing_arrives(mine)
+
+
+async def test_a_websocket_reads_the_account_anew_for_each_operation(
+    live: Live, account: NewAccount
+) -> None:
+    # given a connection authenticated before the account changes
+    token = account.token.secret
+    async with transport_ws(live.ws_url, token) as ws:
+        await subscribe(ws, "{ account { name } }", op="before")
+        before = await receive(ws)
+        # when the account is renamed over HTTP
+        await live.gql(token, UPDATE_ACCOUNT, input={"name": "Acme Renamed"})
+        await subscribe(ws, "{ account { name } }", op="after")
+        after = [m for m in [await receive(ws), await receive(ws)] if m["type"] == "next"]
+    # then the connection's next operation sees the new name
+    assert before["payload"]["data"] == {"account": {"name": "Acme"}}
+    assert [m["payload"]["data"] for m in after] == [{"account": {"name": "Acme Renamed"}}]
 
 
 async def test_a_member_sees_its_account_but_not_messages_of_inboxes_it_may_not_use(

@@ -7,7 +7,8 @@ from typing import Any
 
 from strawberry.extensions.parser_cache import _get_parse_cache
 
-from schema import DOCUMENT_CACHE_SIZE, MAX_CACHED_DOCUMENT_CHARACTERS, schema
+from schema import schema
+from schema.documents import DOCUMENT_CACHE_SIZE, MAX_CACHED_DOCUMENT_CHARACTERS
 
 
 def parse_cache() -> Any:

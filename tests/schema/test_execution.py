@@ -18,6 +18,8 @@ from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import ExecutionResult
 
+from schema import execution
+from schema.documents import MAX_CACHED_DOCUMENT_CHARACTERS, DocumentParserCache
 from schema.execution import PlainFieldsExecutor
 
 
@@ -62,6 +64,12 @@ class Loud(SchemaExtension):
 FAST = strawberry.Schema(query=Query, execution_context_class=PlainFieldsExecutor)
 NORMAL = strawberry.Schema(
     query=Query, execution_context_class=StrawberryGraphQLCoreExecutionContext
+)
+# As Tally's schema runs: documents parsed once and kept.
+KEPT = strawberry.Schema(
+    query=Query,
+    execution_context_class=PlainFieldsExecutor,
+    extensions=[lambda: DocumentParserCache(maxsize=16)],
 )
 WITH_MIDDLEWARE = strawberry.Schema(
     query=Query, execution_context_class=PlainFieldsExecutor, extensions=[Loud]
@@ -221,3 +229,55 @@ def test_resolve_middleware_sees_every_field() -> None:
     root = Query(days=[day(1, label="quiet")])
     result = WITH_MIDDLEWARE.execute_sync("{ days { figure { label } } }", root_value=root)
     assert result.data == {"days": [{"figure": {"label": "QUIET"}}]}
+
+
+@pytest.fixture
+def compilations(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The type of every selection compiled, nested ones included."""
+    names: list[str] = []
+    compile_fields = execution.compile_fields
+
+    def counting(executor: Any, parent: Any, grouped_field_set: Any) -> Any:
+        names.append(parent.name)
+        return compile_fields(executor, parent, grouped_field_set)
+
+    monkeypatch.setattr(execution, "compile_fields", counting)
+    return names
+
+
+def test_a_kept_document_is_compiled_once_for_all_its_requests(compilations: list[str]) -> None:
+    document = "query Once { days { day figure { count } } }"
+    first = KEPT.execute_sync(document, root_value=Query(days=[day(1)]))
+    compiled = len(compilations)
+    second = KEPT.execute_sync(document, root_value=Query(days=[day(2, count=7)]))
+    assert compiled > 0
+    assert len(compilations) == compiled
+    assert first.data == {"days": [{"day": "2026-01-01", "figure": {"count": 1}}]}
+    assert second.data == {"days": [{"day": "2026-01-02", "figure": {"count": 7}}]}
+
+
+def test_a_kept_document_with_directives_is_compiled_for_each_request(
+    compilations: list[str],
+) -> None:
+    # given: whether `label` is collected depends on each request's variables
+    document = "query($x: Boolean!) { days { figure { count label @include(if: $x) } } }"
+    root = Query(days=[day(1, label="a")])
+    # when
+    shown = KEPT.execute_sync(document, root_value=root, variable_values={"x": True})
+    compiled = len(compilations)
+    hidden = KEPT.execute_sync(document, root_value=root, variable_values={"x": False})
+    # then
+    assert shown.data == {"days": [{"figure": {"count": 1, "label": "a"}}]}
+    assert hidden.data == {"days": [{"figure": {"count": 1}}]}
+    assert len(compilations) == 2 * compiled
+
+
+def test_a_document_too_long_to_keep_leaves_nothing_behind(compilations: list[str]) -> None:
+    padding = "#" * MAX_CACHED_DOCUMENT_CHARACTERS
+    document = f"{{ days {{ day }} }}\n{padding}\n"
+    for _ in range(2):
+        result = KEPT.execute_sync(document, root_value=Query(days=[day(1)]))
+        assert result.data == {"days": [{"day": "2026-01-01"}]}
+    assert compilations == ["Query", "Day", "Query", "Day"]
+    kept = [operation.loc for operation, _ in execution._operations._entries.values()]
+    assert all(loc and len(loc.source.body) <= MAX_CACHED_DOCUMENT_CHARACTERS for loc in kept)

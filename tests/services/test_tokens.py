@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from models import Account
 from models.enums import Role
 from services.access import Principal
 from services.accounts import NewAccount, create_account
@@ -27,10 +28,22 @@ async def ben(admin: Principal, clock: FrozenClock) -> Principal:
 
 
 async def test_a_token_authenticates_as_its_member(account: NewAccount) -> None:
-    principal = await authenticate(account.token.secret)
-    assert principal == Principal(
+    bearer = await authenticate(account.token.secret)
+    assert bearer is not None
+    assert bearer.principal == Principal(
         account.account.id, account.admin.id, Role.ADMIN, account.token.token.id
     )
+
+
+async def test_a_token_comes_with_its_account_as_the_orm_reads_it(account: NewAccount) -> None:
+    bearer = await authenticate(account.token.secret)
+    assert bearer is not None
+    stored = await Account.get(id=account.account.id)
+    fields = Account._meta.fields_db_projection
+    assert {name: getattr(bearer.account, name) for name in fields} == {
+        name: getattr(stored, name) for name in fields
+    }
+    assert bearer.account._saved_in_db
 
 
 @pytest.mark.parametrize("secret", ["", "tly_", "tly_unknown", "Bearer x", "x" * 1000])
@@ -55,9 +68,10 @@ async def test_revoking_twice_is_harmless(
 async def test_an_admin_creates_a_token_for_a_member(admin: Principal, clock: FrozenClock) -> None:
     member = await ben(admin, clock)
     issued = await create_token(actor=admin, member_id=member.member_id, name="CI", clock=clock)
-    principal = await authenticate(issued.secret)
-    assert principal is not None
-    assert principal.role is Role.MEMBER
+    bearer = await authenticate(issued.secret)
+    assert bearer is not None
+    assert bearer.principal.role is Role.MEMBER
+    assert bearer.principal.member_id == member.member_id
 
 
 async def test_a_member_creates_its_own_token_but_not_others(
