@@ -65,6 +65,7 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
         connection["engine"] = "models.sqlite_engine"
     else:
         connection = expand_db_url(database_url)
+        connection["engine"] = "models.postgres_engine"
     return {
         "connections": {"default": connection},
         "apps": {

@@ -20,10 +20,13 @@ from websockets.asyncio.client import ClientConnection
 from api.graphql import MAX_OPERATION_ID_LENGTH, MAX_OPERATIONS_PER_CONNECTION
 from api.runtime import Runtime
 from api.settings import Settings
+from models import Inbox
 from services.accounts import NewAccount
 from tests.api.test_subscriptions import (
     BALANCE_CHANGED,
+    CUSTOMER,
     LEGACY_WS,
+    SEND,
     TIMEOUT,
     Live,
     close_code,
@@ -37,6 +40,11 @@ from tests.api.test_subscriptions import (
 
 ONE_MIB = 1024 * 1024
 FLOOD = 10_000
+# Sends completed 0, 0.1, 0.2 ... 12 ms after they start: one of them is bound to be in
+# the middle of its transaction's start.
+CANCELLED_SENDS = 120
+CANCEL_STEP_SECONDS = 0.0001
+LEDGER_AND_BALANCE = "{ account { balance { total } ledger(first: 100) { nodes { credits } } } }"
 
 
 @pytest.fixture
@@ -284,3 +292,25 @@ async def test_10000_subscriptions_on_one_connection_meet_the_cap_of_live_operat
         await subscribe(ws, op="again")
         assert (await next_event(ws, op="again"))["balance"]["total"] == 1000
     assert server_errors() == []
+
+
+async def test_mutations_completed_while_they_run_leave_the_server_serving(
+    live: Live, account: NewAccount, inbox: Inbox
+) -> None:
+    # given a client that starts sends and completes each soon after, so that the server
+    # cancels them at whatever point they have reached, a transaction's start included
+    # (on SQLite that used to stop every later write; tests/services/test_cancellation.py
+    # cancels at every moment of the start on both databases)
+    token = account.token.secret
+    variables = {"input": {"inboxId": str(inbox.id), "to": CUSTOMER, "body": "Hi"}}
+    async with transport_ws(live.ws_url, token) as ws:
+        for n in range(CANCELLED_SENDS):
+            payload = {"query": SEND, "variables": variables}
+            await send_json(ws, {"id": str(n), "type": "subscribe", "payload": payload})
+            await asyncio.sleep(n * CANCEL_STEP_SECONDS)
+            await send_json(ws, {"id": str(n), "type": "complete"})
+    # then the server still charges a send at once, and the ledger adds up
+    await asyncio.wait_for(live.send(token, inbox.id), TIMEOUT)
+    found = await live.gql(token, LEDGER_AND_BALANCE)
+    entries = found["account"]["ledger"]["nodes"]
+    assert found["account"]["balance"]["total"] == sum(e["credits"] for e in entries)
