@@ -559,8 +559,8 @@ def main(argv: list[str] | None = None) -> int:
                         "database next to it and drops it afterwards")  # fmt: skip
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=730)
-    parser.add_argument("--requests", type=int, default=30, help="timed requests per report")
-    parser.add_argument("--warmup", type=int, default=5, help="warm-up requests per report")
+    parser.add_argument("--requests", type=int, default=100, help="timed requests per report")
+    parser.add_argument("--warmup", type=int, default=20, help="warm-up requests per report")
     parser.add_argument("--baseline-runs", type=int, default=5,
                         help="timed GROUP BY runs per report (after 1 untimed)")  # fmt: skip
     parser.add_argument("--profile-seconds", type=float, default=8.0,

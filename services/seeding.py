@@ -46,6 +46,7 @@ HOUR_WEIGHTS = (1, 1, 1, 1, 1, 2, 4, 8, 14, 18, 18, 16, 14, 16, 18, 18, 16, 12, 
 WEEKDAY_WEIGHTS = (1.0, 1.0, 1.0, 1.0, 0.9, 0.35, 0.2)
 OUTBOUND_SHARE = 0.6
 CUSTOMERS = tuple(f"+1415555{n:04d}" for n in range(2000, 2400))
+LOADED_TABLES = ("message", "ledger_entry", "subscription_period")
 # Messages between two calls of the progress callback.
 PROGRESS_EVERY = 20_000
 
@@ -176,9 +177,10 @@ async def grow_history(
             rows = traffic.messages(
                 rng, moments, first_id=await _next_id(Message), progress=progress
             )
-            await bulk.insert_rows("message", MESSAGE_COLUMNS, rows)
             ledger = LedgerReplay(account, await _next_id(LedgerEntry), recharge_credits)
-            await _write_ledger(ledger, traffic.charges, until=now)
+            async with bulk.loading(account_id=account_id, tables=LOADED_TABLES):
+                await bulk.insert_rows("message", MESSAGE_COLUMNS, rows)
+                await _write_ledger(ledger, traffic.charges, until=now)
             # The messages are in hand: group them here rather than read a million rows back.
             await rollups.replace_usage(account_id=account_id, totals=traffic.usage)
     return len(traffic.charges)
