@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import date
 from enum import Enum
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from tortoise.expressions import F
@@ -68,8 +68,12 @@ class UsageGroupBy(Enum):
     SHARED_INBOX = "SHARED_INBOX"
 
 
-@dataclass(frozen=True, slots=True)
-class Figures:
+# Figures and BucketUsage are named tuples rather than frozen dataclasses: as immutable,
+# and made in half the time (a frozen dataclass sets each field through
+# object.__setattr__), which counts at two per bucket, 1,462 for a two-year daily report.
+
+
+class Figures(NamedTuple):
     """Segments and messages, sent (OUTBOUND) and received (INBOUND)."""
 
     segments_sent: int = 0
@@ -90,8 +94,7 @@ ZERO = Figures()
 _NOTHING = [0, 0, 0, 0]
 
 
-@dataclass(frozen=True, slots=True)
-class BucketUsage:
+class BucketUsage(NamedTuple):
     """The figures of local days ``start`` through ``end`` (clipped to the report range)."""
 
     start: date
@@ -329,7 +332,7 @@ def _zeros(count: int) -> _Cells:
 
 
 def _figures(cell: list[int]) -> Figures:
-    return ZERO if cell == _NOTHING else Figures(*cell)
+    return ZERO if cell == _NOTHING else Figures._make(cell)
 
 
 def _sum(cells: _Cells) -> Figures:

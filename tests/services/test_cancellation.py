@@ -19,6 +19,9 @@ from services import sql
 
 pytestmark = pytest.mark.usefixtures("db")
 ON_POSTGRES = os.environ.get("TALLY_TEST_DATABASE_URL", "").startswith("postgres")
+ON_POSTGRES_ONLY = pytest.mark.skipif(
+    not ON_POSTGRES, reason="pooled connections are PostgreSQL's (.ci/run's second pass)"
+)
 # More than a PostgreSQL pool's connections (5), and every moment of a BEGIN's exchange.
 ROUNDS = 24
 WAIT_SECONDS = 5
@@ -60,14 +63,10 @@ async def sleeping_transaction(round_: int) -> None:
         await sql.run(conn, "SELECT pg_sleep(?)", [0.2])
 
 
-@pytest.mark.skipif(
-    not ON_POSTGRES, reason="pooled connections are PostgreSQL's (.ci/run's second pass)"
-)
+@ON_POSTGRES_ONLY
 async def test_statements_cancelled_at_any_moment_leave_no_lock_or_transaction_behind() -> None:
-    # asyncpg sends a new statement's Parse and Describe without a Sync: cancelled before
-    # its Bind, the server waits for the client inside a transaction holding the
-    # statement's locks. The reset query asyncpg's pool sends on release ends it, which
-    # is why the pool keeps that round trip.
+    # A pooled connection goes back without asyncpg's reset when its statement completed,
+    # and with it when the statement was cut short (models/postgres_engine.py).
     for round_ in range(ROUNDS):
         # given statements, alone and in transactions, cancelled while they run
         work = [sleeping_statement, sleeping_transaction] * 3
@@ -89,3 +88,26 @@ async def test_statements_cancelled_at_any_moment_leave_no_lock_or_transaction_b
             await sql.run(
                 sql.connection(), "LOCK TABLE account, member IN ACCESS EXCLUSIVE MODE NOWAIT", []
             )
+
+
+class Abandoned(Exception):
+    pass
+
+
+@ON_POSTGRES_ONLY
+async def test_a_connection_whose_statement_failed_is_reset_before_it_is_reused() -> None:
+    # given a statement that changed its session, then failed
+    async def set_then_fail() -> None:
+        async with sql.connection().acquire_connection() as connection:
+            await connection.execute("SET statement_timeout = 4321")
+            raise Abandoned
+
+    with pytest.raises(Abandoned):
+        await set_then_fail()
+
+    # then no connection of the pool has kept the setting
+    async def setting() -> str:
+        rows = await sql.fetch(sql.connection(), "SHOW statement_timeout", [])
+        return str(rows[0][0])
+
+    assert set(await asyncio.gather(*(setting() for _ in range(10)))) == {"0"}
