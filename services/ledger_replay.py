@@ -30,6 +30,7 @@ Charge = tuple[int, str, int, datetime]
 _OUTBOUND = LedgerEntryKind.OUTBOUND_MESSAGE.value
 _GRANT, _EXPIRY = LedgerEntryKind.ALLOTMENT_GRANT.value, LedgerEntryKind.ALLOTMENT_EXPIRY.value
 _RECHARGE = LedgerEntryKind.AUTO_RECHARGE.value
+_VALUE_OF = {bucket: bucket.value for bucket in CreditBucket}
 
 
 @dataclass
@@ -92,7 +93,7 @@ class LedgerReplay:
             self.purchased += credits
         index = self.period_index if period_index is None else period_index
         self._pending.append(
-            (self.next_entry_id, self.account.id, kind, bucket.value, credits,
+            (self.next_entry_id, self.account.id, kind, _VALUE_OF[bucket], credits,
              self.subscription + self.purchased, amount_cents, message_id, index, at)
         )  # fmt: skip
         self.next_entry_id += 1

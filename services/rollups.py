@@ -29,7 +29,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from models import Account, Message
 from models.enums import Direction
 from models.usage import FIGURES
-from services.calendar import Granularity, WeekStart, local_day
+from services.calendar import Granularity, WeekStart, local_day, local_days
 from services.sql import connection, fetch, is_postgres, run, sql
 
 # Messages read per query while regrouping in Python: bounded memory for any account.
@@ -107,11 +107,20 @@ def as_date(value: date | str) -> date:
     return date.fromisoformat(value) if isinstance(value, str) else value
 
 
+_OUTBOUND = Direction.OUTBOUND.value
+
+
+def _columns(direction: str) -> tuple[int, int]:
+    """Where a message of ``direction`` counts among the figures: (segments, messages)."""
+    return (0, 2) if direction == _OUTBOUND else (1, 3)
+
+
 def _figures(direction: str, segments: int, messages: int) -> list[int]:
     """The four figure columns of ``messages`` messages with ``segments`` segments."""
-    if direction == Direction.OUTBOUND.value:
-        return [segments, 0, messages, 0]
-    return [0, segments, 0, messages]
+    figures = [0, 0, 0, 0]
+    segments_at, messages_at = _columns(direction)
+    figures[segments_at], figures[messages_at] = segments, messages
+    return figures
 
 
 # Writing
@@ -155,14 +164,16 @@ def tally_message(
     *,
     inbox_id: int,
     direction: str,
-    created_at: datetime,
+    day: date,
     segments: int,
-    zone: ZoneInfo,
 ) -> None:
-    """Add one message to (inbox, local day) totals of the four figures."""
-    sums = totals.setdefault((inbox_id, local_day(created_at, zone)), [0, 0, 0, 0])
-    for i, value in enumerate(_figures(direction, segments, 1)):
-        sums[i] += value
+    """Add one message of local ``day`` to (inbox, local day) totals of the four figures."""
+    sums = totals.get((inbox_id, day))
+    if sums is None:
+        sums = totals[inbox_id, day] = [0, 0, 0, 0]
+    segments_at, messages_at = _columns(direction)
+    sums[segments_at] += segments
+    sums[messages_at] += 1
 
 
 async def replace_usage(*, account_id: int, totals: dict[tuple[int, date], list[int]]) -> None:
@@ -209,14 +220,10 @@ async def _regroup(
     totals: dict[tuple[int, date], list[int]] = {}
     page = await fetch(conn, _PAGE.format(after=""), [account_id, CHUNK])
     while page:
-        for _id, inbox_id, direction, created_at, segments in page:
+        days = local_days((_as_datetime(row[3]) for row in page), zone)
+        for (_id, inbox_id, direction, _, segments), day in zip(page, days, strict=True):
             tally_message(
-                totals,
-                inbox_id=inbox_id,
-                direction=direction,
-                created_at=_as_datetime(created_at),
-                segments=segments,
-                zone=zone,
+                totals, inbox_id=inbox_id, direction=direction, day=day, segments=segments
             )
         if len(page) < CHUNK:
             break

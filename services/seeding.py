@@ -26,6 +26,7 @@ from models import Inbox, InboxAccess, LedgerEntry, Message
 from models.enums import Direction, LedgerEntryKind, MessageStatus
 from services import bulk, rollups, sql
 from services.bulk import Row
+from services.calendar import local_days
 from services.ledger import lock_account
 from services.ledger_replay import ENTRY_COLUMNS, PERIOD_COLUMNS, Charge, LedgerReplay
 from services.segments import count_segments
@@ -92,7 +93,8 @@ class Traffic:
     ) -> Iterator[Row]:
         """One message row per moment, ids from `first_id`; `progress` gets the counts made."""
         costs = [(c.encoding.value, c.segments, c.credits) for c in map(count_segments, BODIES)]
-        for message_id, at in enumerate(moments, first_id):
+        days = local_days(moments, self.zone)
+        for (message_id, at), day in zip(enumerate(moments, first_id), days, strict=True):
             sender = rng.choice(self.senders)
             pick = rng.randrange(len(BODIES))
             outbound = rng.random() < OUTBOUND_SHARE
@@ -106,8 +108,8 @@ class Traffic:
                 sender.member_id if outbound else None, f"SMseed{self.account_id}x{message_id}", at,
             )  # fmt: skip
             rollups.tally_message(
-                self.usage, inbox_id=sender.inbox_id, direction=direction, created_at=at,
-                segments=segments, zone=self.zone,
+                self.usage, inbox_id=sender.inbox_id, direction=direction, day=day,
+                segments=segments,
             )  # fmt: skip
             self.charges.append((message_id, _KIND_OF[direction], credits, at))
             if progress is not None and len(self.charges) % PROGRESS_EVERY == 0:

@@ -19,6 +19,7 @@ from services.calendar import (
     bucket_start,
     buckets,
     local_day,
+    local_days,
     utc_bounds,
 )
 from services.errors import InvalidValue
@@ -258,6 +259,29 @@ def test_london_october_fall_back_repeats_an_hour_within_the_same_day() -> None:
     assert local_day(utc(2026, 10, 25, 1, 30), LONDON) == date(2026, 10, 25)  # 01:30 GMT
     assert local_day(utc(2026, 10, 25, 23, 59), LONDON) == date(2026, 10, 25)  # 23:59 GMT
     assert local_day(utc(2026, 10, 26, 0, 0), LONDON) == date(2026, 10, 26)
+
+
+@given(
+    zone=st.sampled_from([NEW_YORK, LONDON, KOLKATA, KIRITIMATI]),
+    minutes=st.lists(st.integers(0, 3 * 366 * 24 * 60), max_size=60),
+    in_order=st.booleans(),
+)
+def test_local_days_of_many_instants_are_each_instant_s_local_day(
+    zone: ZoneInfo, minutes: list[int], in_order: bool
+) -> None:
+    # given instants over three years (DST changes included), in order or not
+    instants = [utc(2025, 1, 1, 0, 0) + timedelta(minutes=m) for m in minutes]
+    if in_order:
+        instants.sort()
+    # then each has the day local_day gives it
+    assert list(local_days(instants, zone)) == [local_day(i, zone) for i in instants]
+
+
+def test_local_days_changes_day_at_each_local_midnight() -> None:
+    before_midnight = utc(2026, 3, 9, 3, 59)  # 23:59 EDT on the spring-forward day
+    after_midnight = utc(2026, 3, 9, 4, 0)
+    days = local_days([before_midnight, after_midnight], NEW_YORK)
+    assert list(days) == [date(2026, 3, 8), date(2026, 3, 9)]
 
 
 def test_local_day_rejects_naive_instants() -> None:
