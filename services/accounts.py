@@ -14,8 +14,9 @@ from services.access import Principal, require_admin
 from services.allotments import grant_first_allotment
 from services.clock import Clock
 from services.errors import InvalidValue, NotFound
-from services.ledger import lock_account, save_balance
+from services.ledger import LARGEST_AMOUNT, lock_account, save_balance
 from services.members import add_member
+from services.purchases import MAX_CREDITS
 from services.rollups import rebuild_usage
 from services.tokens import IssuedToken, add_token
 from services.validation import clean_name, quoted
@@ -53,8 +54,13 @@ def clean_timezone(name: str, *, field: str = "timezone") -> str:
 def _clean_plan(plan: PlanTerms) -> PlanTerms:
     if not 0 <= plan.monthly_credits <= 10_000_000:
         raise InvalidValue("Monthly credits must be 0 to 10,000,000.", field="monthly_credits")
-    if not 1 <= plan.price_per_credit_cents <= 100_000:
-        raise InvalidValue("The price per credit must be 1 to 100,000 cents.", field="price_cents")
+    # The largest purchase (1,000,000 credits) must be chargeable in an amount the
+    # contract's 32-bit amountCents can show: at most 2,147 cents a credit.
+    if not 1 <= plan.price_per_credit_cents <= LARGEST_AMOUNT // MAX_CREDITS:
+        raise InvalidValue(
+            f"The price per credit must be 1 to {LARGEST_AMOUNT // MAX_CREDITS:,} cents.",
+            field="price_cents",
+        )
     return plan
 
 

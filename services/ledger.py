@@ -21,6 +21,9 @@ from services.periods import period_by_index
 
 SUBSCRIPTION = CreditBucket.SUBSCRIPTION
 PURCHASED = CreditBucket.PURCHASED
+# The contract's Int is 32-bit, and so are the balance columns: a balance, an entry's
+# balanceAfter and an amount in cents stay at or under it.
+LARGEST_AMOUNT = 2**31 - 1
 
 
 @dataclass(frozen=True, slots=True)

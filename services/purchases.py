@@ -16,6 +16,7 @@ from services.broadcast import Broker, announce
 from services.clock import Clock
 from services.errors import InvalidValue, PaymentDeclined, PaymentMethodRequired
 from services.ledger import (
+    LARGEST_AMOUNT,
     Balance,
     Change,
     Posting,
@@ -46,6 +47,21 @@ def check_credit_amount(credits: int, *, field: str) -> int:
     return credits
 
 
+def check_room_for(account: Account, credits: int) -> None:
+    """Refuse, before anything is charged, credits the balance could not hold.
+
+    The balance keeps room for the next month's grant on top (LARGEST_AMOUNT is the
+    contract's 32-bit Int): a total past it could be neither stored nor shown.
+    """
+    room = LARGEST_AMOUNT - account.monthly_credits - account.purchased_credits
+    if credits > room:
+        raise InvalidValue(
+            f"The balance can hold at most {LARGEST_AMOUNT:,} credits with the monthly "
+            f"allotment: buy at most {max(room, 0):,} more.",
+            field="credits",
+        )
+
+
 async def buy_credits(
     *,
     actor: Principal,
@@ -63,6 +79,7 @@ async def buy_credits(
     method = saved_method(account)
     if method is None:
         raise PaymentMethodRequired("Save a payment method before buying credits.")
+    check_room_for(account, credits)
     digest = idempotency.fingerprint({"credits": credits})
     claimed = await idempotency.claim(
         account_id=account.id, operation=OPERATION, key=key, digest=digest, now=clock.now()

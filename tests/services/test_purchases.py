@@ -7,12 +7,13 @@ from datetime import timedelta
 import pytest
 
 from api.runtime import Runtime
-from models import LedgerEntry
+from models import Account, LedgerEntry
 from models.enums import CreditBucket, LedgerEntryKind, Role
 from services.access import Principal
 from services.accounts import NewAccount
 from services.clock import FrozenClock
 from services.errors import Forbidden, InvalidValue, PaymentDeclined, PaymentMethodRequired
+from services.ledger import LARGEST_AMOUNT
 from services.payments import SimulatedPaymentProvider, set_payment_method
 from tests.services.conftest import Buckets, buckets, buy, ledger, open_account, principal
 
@@ -130,3 +131,38 @@ async def test_purchased_credits_never_expire(
     clock.advance(timedelta(days=100))
     await buy(runtime, admin, 100, key="later")
     assert await buckets(account.account.id) == Buckets(1000, 400)
+
+
+async def test_a_purchase_the_balance_could_not_hold_is_refused_and_charges_nothing(
+    account: NewAccount, admin: Principal, runtime: Runtime, payments, card
+) -> None:
+    # given purchased credits 1,000 under what leaves room for the monthly 1,000
+    await Account.filter(id=account.account.id).update(purchased_credits=LARGEST_AMOUNT - 2000)
+    # when 1,001 more are bought
+    with pytest.raises(InvalidValue, match="buy at most 1,000 more") as caught:
+        await buy(runtime, admin, 1001)
+    # then nothing is charged or added, and the balance stays what it was
+    assert caught.value.field == "credits"
+    assert payments.charges == {}
+    assert (await Account.get(id=account.account.id)).purchased_credits == LARGEST_AMOUNT - 2000
+
+
+async def test_a_purchase_up_to_what_the_balance_can_hold_goes_through(
+    account: NewAccount, admin: Principal, runtime: Runtime, payments, card
+) -> None:
+    await Account.filter(id=account.account.id).update(purchased_credits=LARGEST_AMOUNT - 2000)
+    purchase = await buy(runtime, admin, 1000)
+    assert purchase.balance.purchased + purchase.balance.subscription == LARGEST_AMOUNT
+
+
+@pytest.mark.parametrize(("price_cents", "allowed"), [(2147, True), (2148, False)])
+async def test_the_price_per_credit_keeps_the_largest_purchase_within_an_int(
+    clock: FrozenClock, price_cents: int, allowed: bool
+) -> None:
+    # 1,000,000 credits x 2,147 cents = 2,147,000,000, under the contract's 2,147,483,647
+    if allowed:
+        new = await open_account(clock, price_cents=price_cents)
+        assert new.account.price_per_credit_cents == price_cents
+    else:
+        with pytest.raises(InvalidValue, match="1 to 2,147 cents"):
+            await open_account(clock, price_cents=price_cents)
