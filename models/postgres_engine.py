@@ -15,8 +15,9 @@ of a 2.5 ms request here. Tally leaves none of that behind a statement that comp
 statement ended in an exception or a cancellation gets asyncpg's whole reset before it
 goes back. That one matters: asyncpg sends a new statement's Parse and Describe without a
 Sync, and a task cancelled before its Bind leaves the server waiting inside a
-transaction that holds the statement's locks until something is sent
-(tests/services/test_cancellation.py).
+transaction that holds the statement's locks until something is sent. Skipping that
+reset too once hung the test suite's next TRUNCATE; tests/services/test_cancellation.py
+checks that a failed statement's connection is reset.
 """
 
 from __future__ import annotations
