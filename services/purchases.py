@@ -47,12 +47,20 @@ def check_credit_amount(credits: int, *, field: str) -> int:
     return credits
 
 
-def check_room_for(account: Account, credits: int) -> None:
-    """Refuse, before anything is charged, credits the balance could not hold.
+def check_purchase_fits(account: Account, credits: int) -> None:
+    """Refuse, before anything is charged, a purchase the ledger could not record.
 
-    The balance keeps room for the next month's grant on top (LARGEST_AMOUNT is the
-    contract's 32-bit Int): a total past it could be neither stored nor shown.
+    LARGEST_AMOUNT is the contract's 32-bit Int. The amount must fit it (plans are priced
+    so that it always does; an account priced before that rule may not), and the balance
+    keeps room for the next month's grant on top.
     """
+    if credits * account.price_per_credit_cents > LARGEST_AMOUNT:
+        most = LARGEST_AMOUNT // account.price_per_credit_cents
+        raise InvalidValue(
+            f"A purchase can charge at most {LARGEST_AMOUNT:,} cents: buy at most {most:,}"
+            " credits at a time.",
+            field="credits",
+        )
     room = LARGEST_AMOUNT - account.monthly_credits - account.purchased_credits
     if credits > room:
         raise InvalidValue(
@@ -79,7 +87,7 @@ async def buy_credits(
     method = saved_method(account)
     if method is None:
         raise PaymentMethodRequired("Save a payment method before buying credits.")
-    check_room_for(account, credits)
+    check_purchase_fits(account, credits)
     digest = idempotency.fingerprint({"credits": credits})
     claimed = await idempotency.claim(
         account_id=account.id, operation=OPERATION, key=key, digest=digest, now=clock.now()

@@ -166,3 +166,17 @@ async def test_the_price_per_credit_keeps_the_largest_purchase_within_an_int(
     else:
         with pytest.raises(InvalidValue, match="1 to 2,147 cents"):
             await open_account(clock, price_cents=price_cents)
+
+
+async def test_an_account_priced_before_the_price_rule_cannot_charge_past_an_int(
+    account: NewAccount, admin: Principal, runtime: Runtime, payments, card
+) -> None:
+    # given an account priced at 5,000 cents a credit (the rule now stops at 2,147)
+    await Account.filter(id=account.account.id).update(price_per_credit_cents=5000)
+    # when a million credits are bought (5,000,000,000 cents)
+    with pytest.raises(InvalidValue, match="buy at most 429,496 credits") as caught:
+        await buy(runtime, admin, 1_000_000)
+    # then nothing is charged or added
+    assert caught.value.field == "credits"
+    assert payments.charges == {}
+    assert (await Account.get(id=account.account.id)).purchased_credits == 0
