@@ -47,7 +47,7 @@ def check_credit_amount(credits: int, *, field: str) -> int:
     return credits
 
 
-def check_purchase_fits(account: Account, credits: int) -> None:
+def _check_purchase_fits(account: Account, credits: int) -> None:
     """Refuse, before anything is charged, a purchase the ledger could not record.
 
     LARGEST_AMOUNT is the contract's 32-bit Int. The amount must fit it (plans are priced
@@ -87,7 +87,7 @@ async def buy_credits(
     method = saved_method(account)
     if method is None:
         raise PaymentMethodRequired("Save a payment method before buying credits.")
-    check_purchase_fits(account, credits)
+    _check_purchase_fits(account, credits)
     digest = idempotency.fingerprint({"credits": credits})
     claimed = await idempotency.claim(
         account_id=account.id, operation=OPERATION, key=key, digest=digest, now=clock.now()

@@ -29,9 +29,9 @@ from tests.api.test_subscriptions import (
     subscribe,
     transport_ws,
 )
+from tests.conftest import ON_POSTGRES
 
 REDIS_URL = os.environ.get("TALLY_TEST_REDIS_URL", "")
-ON_POSTGRES = os.environ.get("TALLY_TEST_DATABASE_URL", "").startswith("postgres")
 pytestmark = pytest.mark.skipif(
     not (REDIS_URL and ON_POSTGRES),
     reason="needs TALLY_TEST_DATABASE_URL=postgres://… and TALLY_TEST_REDIS_URL (as .ci/run sets)",

@@ -10,15 +10,14 @@ while they began (models/sqlite_engine.py, models/postgres_engine.py).
 from __future__ import annotations
 
 import asyncio
-import os
 
 import pytest
 from tortoise.transactions import in_transaction
 
 from services import sql
+from tests.conftest import ON_POSTGRES
 
 pytestmark = pytest.mark.usefixtures("db")
-ON_POSTGRES = os.environ.get("TALLY_TEST_DATABASE_URL", "").startswith("postgres")
 ON_POSTGRES_ONLY = pytest.mark.skipif(
     not ON_POSTGRES, reason="pooled connections are PostgreSQL's (.ci/run's second pass)"
 )

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
@@ -15,8 +14,8 @@ from services.bulk import Row
 from services.clock import FrozenClock
 from services.inboxes import create_shared_inbox
 from services.seeding import MESSAGE_COLUMNS
+from tests.conftest import ON_POSTGRES
 
-ON_POSTGRES = os.environ.get("TALLY_TEST_DATABASE_URL", "").startswith("postgres")
 PLAIN = "tally_test_plain_role"
 # Roles belong to the whole server: made once, kept.
 PLAIN_ROLE = f"""
