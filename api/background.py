@@ -16,9 +16,9 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from api.runtime import Runtime
 from services import allotments, auto_recharge
 from services.broadcast import announce
+from services.runtime import Runtime
 
 log = logging.getLogger("tally.background")
 
