@@ -70,7 +70,8 @@ async def test_a_change_refused_by_its_rule_fails_alone_and_the_batch_commits(
     # then only that one failed, and the others committed around it
     assert runtime.ledger.batches == 1
     assert isinstance(refused, InsufficientCredits)
-    assert not isinstance(first, BaseException) and not isinstance(last, BaseException)
+    assert not isinstance(first, BaseException)
+    assert not isinstance(last, BaseException)
     assert await buckets(account.account.id) == Buckets(1000, 2)
     await assert_ledger_balances(account.account.id)
 
