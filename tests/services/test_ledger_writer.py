@@ -30,7 +30,8 @@ class CodeBroke(Exception):
 
 
 async def add_one(tx: Tx) -> int:
-    return (await tx.post(ONE_CREDIT)).id
+    entry_id: int = (await tx.post(ONE_CREDIT)).id
+    return entry_id
 
 
 async def add_one_then_break(tx: Tx) -> int:
