@@ -1,0 +1,362 @@
+"""One database's run of the usage benchmark: seed, time reports over HTTP, split, GROUP BY.
+
+bench/usage.py says what each step does; this module does it, for one database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sqlite3
+import statistics
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from bench.client import build_request, read_response
+from bench.harness import (
+    PYTHON,
+    ROOT,
+    TALLY,
+    cpu_seconds,
+    out,
+    serving,
+    tally_env,
+    tally_serve,
+)
+from bench.profile import record, summarize
+from bench.usage_baseline import STATEMENTS, postgres_report, sqlite_report
+from bench.usage_reports import CASES, DOCUMENT, Case, Shape, from_graphql
+
+
+class Mismatch(Exception):
+    """A report differed from the GROUP BY, or a request failed."""
+
+
+@dataclass
+class CaseResult:
+    key: str
+    title: str
+    buckets: int = 0
+    groups: int = 0
+    response_bytes: int = 0
+    http_us: list[int] = field(default_factory=list)
+    server_cpu_ms: float = 0.0  # server CPU per timed request
+    service_us: list[int] = field(default_factory=list)
+    graphql_us: list[int] = field(default_factory=list)
+    group_by_us: list[int] = field(default_factory=list)
+    equal: bool = False
+
+    def median(self, values: list[int]) -> float | None:
+        return statistics.median(values) / 1000 if values else None
+
+    def p95(self, values: list[int]) -> float | None:
+        if not values:
+            return None
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))] / 1000
+
+    @property
+    def ratio(self) -> float | None:
+        http, base = self.median(self.http_us), self.median(self.group_by_us)
+        return base / http if http and base else None
+
+
+@dataclass
+class DatabaseResult:
+    kind: str
+    messages: int = 0
+    migrate_s: float = 0.0
+    seed_s: float = 0.0
+    vacuum_s: float | None = None
+    cases: list[CaseResult] = field(default_factory=list)
+    profile: list[str] = field(default_factory=list)
+    statements: dict[str, str] = field(default_factory=dict)
+    plans: dict[str, list[str]] = field(default_factory=dict)
+
+
+# --- the HTTP client: one keep-alive connection, one request at a time ---------------------
+
+
+class Client:
+    def __init__(self, port: int, token: str) -> None:
+        self.port = port
+        self.token = token
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    def request(self, variables: dict[str, Any]) -> bytes:
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"}
+        body = json.dumps({"query": DOCUMENT, "variables": variables}).encode()
+        return build_request("POST", "127.0.0.1", self.port, "/graphql", headers, body)
+
+    async def send(self, request: bytes) -> tuple[int, bytes, int]:
+        """(status, body, microseconds from write to the last byte read)."""
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        assert self.reader is not None
+        started = time.perf_counter_ns()
+        self.writer.write(request)
+        status, body = await asyncio.wait_for(read_response(self.reader), timeout=30)
+        return status, body, (time.perf_counter_ns() - started) // 1000
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            await self.writer.wait_closed()
+
+
+def report_of(status: int, body: bytes) -> dict[str, Any]:
+    if status != 200:
+        raise Mismatch(f"HTTP {status}: {body[:300]!r}")
+    data = json.loads(body)
+    if data.get("errors"):
+        raise Mismatch(f"GraphQL errors: {data['errors']}")
+    report: dict[str, Any] = data["data"]["account"]["usage"]
+    return report
+
+
+# --- one database ------------------------------------------------------------------------
+
+
+class Run:
+    def __init__(self, args: argparse.Namespace, kind: str, workdir: Path, url: str) -> None:
+        """One database's run; `url` is a fresh database (bench/harness.py's)."""
+        self.args = args
+        self.kind = kind
+        self.workdir = workdir
+        self.result = DatabaseResult(kind)
+        self.url = url
+        # The limiter still runs on every request, but the profile's thousands of requests
+        # a minute from one token must not turn into 429s.
+        self.env = tally_env(
+            url, graphiql="0", rate_limit_per_token="1000000", rate_limit_per_ip="1000000"
+        )
+
+    def log(self, started: float, what: str) -> None:
+        out(f"[{time.monotonic() - started:6.1f} s] {self.kind}: {what}")
+
+    def go(self, started: float) -> DatabaseResult:
+        self.log(started, "migrate + seed-demo ...")
+        seeded = self.seed()
+        self.log(started, f"seeded {self.result.messages:,} messages in "
+                 f"{self.result.seed_s:.1f} s; serving ...")  # fmt: skip
+        shapes = self.http(seeded)
+        self.log(started, "in-process split ...")
+        self.split(seeded, shapes)
+        self.log(started, f"GROUP BY x {1 + self.args.baseline_runs} per report ...")
+        self.group_by(seeded, shapes)
+        return self.result
+
+    # 1. seed
+
+    def seed(self) -> dict[str, Any]:
+        run = {"env": self.env, "cwd": self.workdir, "check": True, "capture_output": True}
+        began = time.perf_counter()
+        subprocess.run([TALLY, "migrate"], timeout=120, **run)  # type: ignore[call-overload]
+        self.result.migrate_s = time.perf_counter() - began
+        began = time.perf_counter()
+        done = subprocess.run(
+            [TALLY, "seed-demo", "--messages", str(self.args.messages), "--days",
+             str(self.args.days), "--json"],
+            timeout=600, **run,  # type: ignore[call-overload]
+        )  # fmt: skip
+        self.result.seed_s = time.perf_counter() - began
+        seeded: dict[str, Any] = json.loads(done.stdout)
+        self.result.messages = seeded["messages"]
+        if self.kind == "postgres":
+            began = time.perf_counter()
+            asyncio.run(self.vacuum())
+            self.result.vacuum_s = time.perf_counter() - began
+        return seeded
+
+    async def vacuum(self) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.url, timeout=10)
+        try:
+            await conn.execute("VACUUM ANALYZE", timeout=300)
+            await conn.execute("CHECKPOINT", timeout=300)
+        finally:
+            await conn.close()
+
+    def zone_and_today(self, seeded: dict[str, Any]) -> tuple[ZoneInfo, date]:
+        if self.kind == "sqlite":
+            with sqlite3.connect(self.workdir / "usage.db") as db:
+                (name,) = db.execute(
+                    "SELECT timezone FROM account WHERE id = ?", (int(seeded["accountId"]),)
+                ).fetchone()
+            db.close()
+        else:
+
+            async def read() -> str:
+                import asyncpg
+
+                conn = await asyncpg.connect(self.url, timeout=10)
+                try:
+                    value: str = await conn.fetchval(
+                        "SELECT timezone FROM account WHERE id = $1", int(seeded["accountId"])
+                    )
+                    return value
+                finally:
+                    await conn.close()
+
+            name = asyncio.run(read())
+        zone = ZoneInfo(name)
+        return zone, datetime.now(zone).date()
+
+    # 2. and 3. over HTTP
+
+    def http(self, seeded: dict[str, Any]) -> dict[str, Shape]:
+        self.zone, self.today = self.zone_and_today(seeded)
+        with serving(tally_serve(1, "--no-migrate"), self.env, self.workdir) as server:
+            return asyncio.run(self.drive(server.port, seeded["token"], server.pid))
+
+    async def drive(self, port: int, token: str, pid: int) -> dict[str, Shape]:
+        client = Client(port, token)
+        shapes: dict[str, Shape] = {}
+        try:
+            for case in CASES:
+                result = CaseResult(case.key, case.title)
+                self.result.cases.append(result)
+                request = client.request(case.variables(self.today))
+                first = b""
+                for n in range(self.args.warmup):
+                    status, body, _ = await client.send(request)
+                    report = report_of(status, body)
+                    if n == 0:
+                        first = body
+                        shapes[case.key] = from_graphql(report)
+                        result.buckets = len(report["series"])
+                        result.groups = len(report["groups"])
+                        result.response_bytes = len(body)
+                cpu_before = cpu_seconds(pid)
+                for _ in range(self.args.requests):
+                    status, body, micros = await client.send(request)
+                    if body != first:
+                        report_of(status, body)  # raises on an error
+                        raise Mismatch(f"({case.key}) a response differs from the first one "
+                                       "(did the local day change during the run?)")  # fmt: skip
+                    result.http_us.append(micros)
+                result.server_cpu_ms = (
+                    1000 * (cpu_seconds(pid) - cpu_before) / max(1, self.args.requests)
+                )
+                end = shapes[case.key].end
+                if end != self.today.isoformat():
+                    raise Mismatch(f"({case.key}) report ends {end}, today is {self.today}")
+            if self.args.profile_seconds > 0:
+                await self.profile(client, pid)
+        finally:
+            await client.close()
+        return shapes
+
+    async def profile(self, client: Client, pid: int) -> None:
+        output = self.workdir / f"py-spy-{self.kind}.txt"
+        seconds = int(self.args.profile_seconds)
+        recorder = record(pid, output, seconds)
+        case = next(c for c in CASES if c.key == self.args.profile_case)
+        request = client.request(case.variables(self.today))
+        deadline = time.monotonic() + seconds + 20
+        requests = 0
+        while recorder.poll() is None and time.monotonic() < deadline:
+            status, body, _ = await client.send(request)
+            report_of(status, body)  # raises on an error: a profile of refusals is no use
+            requests += 1
+        try:
+            recorder.wait(20)
+        except subprocess.TimeoutExpired:
+            recorder.kill()
+            recorder.wait(5)
+        if recorder.returncode != 0 or not output.exists():
+            error = (recorder.stderr.read() if recorder.stderr else b"").decode()[-300:]
+            self.result.profile = [f"py-spy failed ({recorder.returncode}): {error.strip()}"]
+            return
+        self.result.profile = [
+            f"py-spy, 250 Hz, {seconds} s of ({case.key}) requests one at a time "
+            f"({requests} requests):",
+            *summarize(output).lines(self.args.profile_top),
+        ]
+        if self.args.keep:
+            self.result.profile.append(f"raw profile kept in {output}")
+
+    # 4. the split, in process
+
+    def split(self, seeded: dict[str, Any], shapes: dict[str, Shape]) -> None:
+        job = {
+            "database_url": self.url,
+            "account_id": int(seeded["accountId"]),
+            "token": seeded["token"],
+            "cases": [{"key": c.key, "variables": c.variables(self.today)} for c in CASES],
+            "runs": self.args.requests,
+            "warmup": 3,
+        }
+        done = subprocess.run(
+            [PYTHON, "-m", "bench.usage_split"], cwd=ROOT, env=self.env,
+            input=json.dumps(job).encode(), capture_output=True, timeout=300,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"split failed:\n{done.stderr.decode()[-2000:]}")
+        timings = json.loads(done.stdout)
+        for result in self.result.cases:
+            result.service_us = timings[result.key]["service"]
+            result.graphql_us = timings[result.key]["graphql"]
+
+    # 5. the GROUP BY
+
+    def group_by(self, seeded: dict[str, Any], shapes: dict[str, Shape]) -> None:
+        account_id = int(seeded["accountId"])
+        if self.kind == "sqlite":
+            db = sqlite3.connect(self.workdir / "usage.db")
+            try:
+                for case, result in zip(CASES, self.result.cases, strict=True):
+                    runs = []
+                    for n in range(1 + self.args.baseline_runs):
+                        began = time.perf_counter_ns()
+                        shape = sqlite_report(db, account_id, case, self.zone, self.today)
+                        elapsed = (time.perf_counter_ns() - began) // 1000
+                        self.check(case, shapes[case.key], shape)
+                        if n:
+                            runs.append(elapsed)
+                    result.group_by_us, result.equal = runs, True
+                    query, values = STATEMENTS[case.key]
+                    self.result.statements[case.key] = query
+                    self.result.plans[case.key] = [
+                        row[-1] for row in db.execute(f"EXPLAIN QUERY PLAN {query}", values)
+                    ]
+            finally:
+                db.close()
+        else:
+            asyncio.run(self.postgres_group_by(account_id, shapes))
+
+    async def postgres_group_by(self, account_id: int, shapes: dict[str, Shape]) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.url, timeout=10)
+        try:
+            for case, result in zip(CASES, self.result.cases, strict=True):
+                runs = []
+                for n in range(1 + self.args.baseline_runs):
+                    began = time.perf_counter_ns()
+                    shape = await postgres_report(conn, account_id, case, self.zone, self.today)
+                    elapsed = (time.perf_counter_ns() - began) // 1000
+                    self.check(case, shapes[case.key], shape)
+                    if n:
+                        runs.append(elapsed)
+                result.group_by_us, result.equal = runs, True
+                query, values = STATEMENTS[case.key]
+                self.result.statements[case.key] = query
+                plan = await conn.fetch(f"EXPLAIN {query}", *values)
+                self.result.plans[case.key] = [row[0] for row in plan]
+        finally:
+            await conn.close()
+
+    @staticmethod
+    def check(case: Case, tally: Shape, group_by: Shape) -> None:
+        difference = tally.first_difference(group_by)
+        if difference is not None:
+            raise Mismatch(f"({case.key}) Tally != GROUP BY: {difference}")
