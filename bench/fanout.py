@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -36,14 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import (
-    POSTGRES_URL,
     PYTHON,
-    REDIS_URL,
     ROOT,
     Goal,
     Server,
-    Unavailable,
     Verdict,
+    add_common_options,
     below,
     check_redis,
     create_account,
@@ -53,15 +49,19 @@ from bench.harness import (
     migrate,
     ms,
     mutate,
+    not_run,
     out,
+    parse,
     percentile_ms,
     post_json,
     rss_kb,
+    run_phases,
     serving,
     table,
     tally_env,
     tally_serve,
     tree_cpu,
+    work_folder,
     write_json,
 )
 from bench.profile import record
@@ -272,7 +272,7 @@ class Fanout:
             n += 1
 
 
-def report(results: list[Result], skipped: dict[str, str]) -> Verdict:
+def report(results: list[Result]) -> Verdict:
     out()
     out(machine())
     rows = []
@@ -305,44 +305,25 @@ def report(results: list[Result], skipped: dict[str, str]) -> Verdict:
             verdict.fail(f"{r.name}: {r.client_errors} subscriber errors: {r.error_samples[:2]}")
         if r.missing:
             verdict.fail(f"{r.name}: {r.missing} deliveries missing")
-    for name, why in skipped.items():
-        verdict.goals.append(Goal(f"{name}: not run ({why})", False))
     return verdict
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    add_common_options(parser, PHASES, "single,workers")
     add = parser.add_argument
-    add("--phases", default="single,workers", help=f"a comma-separated subset of {PHASES}")
     add("--subscribers", type=int, default=1000)
     add("--processes", type=int, default=4, help="subscriber processes")
     add("--interval", type=float, default=0.1, help="seconds between changes")
     add("--duration", type=float, default=30.0, help="seconds of changes (single, workers)")
     add("--soak", type=float, default=150.0, help="seconds of changes of the soak phase")
-    add("--postgres", default=POSTGRES_URL, help="where to create the run's database")
-    add("--redis", default=REDIS_URL)
     add("--py-spy", help="profile the server into this file (.txt, .svg, .json)")
-    add("--json", help="write the summaries to this file")
-    add("--keep", action="store_true", help="keep the work folder and PostgreSQL database")
-    args = parser.parse_args(argv)
-    chosen = [p.strip() for p in args.phases.split(",") if p.strip()]
-    if unknown := set(chosen) - set(PHASES):
-        parser.error(f"unknown phases {sorted(unknown)}")
-    workdir = Path(tempfile.mkdtemp(prefix="tally-bench-fanout-"))
-    bench = Fanout(args, workdir)
-    skipped: dict[str, str] = {}
-    try:
-        for phase in chosen:
-            out(f"== {phase}")
-            try:
-                getattr(bench, phase)()
-            except Unavailable as away:
-                out(f"  not run: {away}")
-                skipped[phase] = str(away)
-    finally:
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
-    verdict = report(bench.results, skipped)
+    args = parse(parser, argv, PHASES)
+    with work_folder("fanout", keep=args.keep) as workdir:
+        bench = Fanout(args, workdir)
+        skipped = run_phases(args.chosen, lambda name: getattr(bench, name)())
+    verdict = report(bench.results)
+    verdict.goals += not_run(skipped)
     write_json(args.json, [r.summary() for r in bench.results])
     return verdict.exit_status()
 

@@ -10,19 +10,22 @@ measurement; a failed request is not, so only failures change the exit status.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -343,3 +346,60 @@ def machine() -> str:
 def write_json(path: str | None, data: object) -> None:
     if path:
         Path(path).write_text(json.dumps(data, indent=2, default=str))
+
+
+# --- a benchmark's command line and phases -----------------------------------------------
+
+
+def add_common_options(
+    parser: argparse.ArgumentParser, phases: Sequence[str], default: str
+) -> None:
+    add = parser.add_argument
+    add("--phases", default=default, help=f"a comma-separated subset of {', '.join(phases)}")
+    add("--postgres", default=POSTGRES_URL, help="a database to connect to; the run creates"
+        " its own database beside it and drops it afterwards")  # fmt: skip
+    add("--redis", default=REDIS_URL, help="Redis for events between server processes")
+    add("--json", metavar="FILE", help="also write the results as JSON")
+    add("--keep", action="store_true", help="keep the work folder and PostgreSQL database")
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None, phases: Sequence[str]) -> Any:
+    """The arguments, with `chosen`: the phases asked for, in order."""
+    args = parser.parse_args(argv)
+    args.chosen = [p.strip() for p in args.phases.split(",") if p.strip()]
+    if unknown := set(args.chosen) - set(phases):
+        parser.error(f"unknown phases {sorted(unknown)}")
+    return args
+
+
+@contextlib.contextmanager
+def work_folder(name: str, *, keep: bool) -> Iterator[Path]:
+    """A temporary folder for the run's databases and server logs; removed unless kept."""
+    folder = Path(tempfile.mkdtemp(prefix=f"tally-bench-{name}-"))
+    try:
+        yield folder
+    finally:
+        if keep:
+            out(f"kept {folder}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def run_phases(chosen: Sequence[str], run: Callable[[str], object]) -> dict[str, str]:
+    """Run each phase; those whose server is away are skipped: {phase: why}."""
+    started = time.monotonic()
+    skipped = {}
+    for name in chosen:
+        out(f"[{time.monotonic() - started:5.1f} s] phase {name} ...")
+        try:
+            run(name)
+        except Unavailable as away:
+            out(f"  not run: {away}")
+            skipped[name] = str(away)
+    out(f"[{time.monotonic() - started:5.1f} s] done")
+    return skipped
+
+
+def not_run(skipped: dict[str, str]) -> list[Goal]:
+    """A phase that did not run measured nothing: its goals are missed."""
+    return [Goal(f"{name}: not run ({why})", False) for name, why in skipped.items()]

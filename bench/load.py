@@ -25,21 +25,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 from bench.harness import (
-    POSTGRES_URL,
-    REDIS_URL,
-    Goal,
-    Unavailable,
     Verdict,
+    add_common_options,
     check_redis,
     fresh_postgres,
     machine,
+    not_run,
     out,
+    parse,
+    run_phases,
+    work_folder,
     write_json,
 )
 from bench.load_plan import Profile
@@ -74,43 +73,30 @@ def scenario(args: argparse.Namespace, name: str, database: str, workdir: Path) 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    add_common_options(parser, PHASES, ",".join(PHASES))
     add = parser.add_argument
-    add("--phases", default=",".join(PHASES), help=f"a comma-separated subset of {PHASES}")
     add("--duration", type=float, default=60.0, help="seconds of load")
     add("--multiplier", type=float, default=5.0, help="x the expected rate")
     add("--agents", type=int, default=25)
     add("--rate-limit", type=int, default=1200, help="requests/min per token")
     add("--workers", type=int, default=2, help="server processes of the postgres phase")
-    add("--postgres", default=POSTGRES_URL, help="where to create the run's database")
-    add("--redis", default=REDIS_URL)
     add("--seed", type=int, default=1)
-    add("--json", help="write the summaries to this file")
-    add("--keep", action="store_true", help="keep the work folder and PostgreSQL database")
-    args = parser.parse_args(argv)
-    chosen = [p.strip() for p in args.phases.split(",") if p.strip()]
-    if unknown := set(chosen) - set(PHASES):
-        parser.error(f"unknown phases {sorted(unknown)}")
-    workdir = Path(tempfile.mkdtemp(prefix="tally-bench-load-"))
+    args = parse(parser, argv, PHASES)
     rates = Profile(multiplier=args.multiplier, agents=args.agents).rates()
-    out(f"planned requests/s at {args.multiplier:g}x: {json.dumps(rates)}")
-    verdict = Verdict()
-    reports = []
-    try:
-        for phase in chosen:
-            out(f"== {phase}: {machine()}")
-            try:
-                report = {"sqlite": sqlite, "postgres": postgres}[phase](args, workdir)
-            except Unavailable as away:
-                out(f"  not run: {away}")
-                verdict.goals.append(Goal(f"{phase}: not run ({away})", False))
-                continue
-            report.print()
-            reports.append(report)
-            verdict.goals += report.goals()
-            verdict.failures += [f"{phase}: {failure}" for failure in report.failures()]
-    finally:
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
+    out(f"{machine()}; planned requests/s at {args.multiplier:g}x: {json.dumps(rates)}")
+    reports: list[Report] = []
+
+    def run(phase: str) -> None:
+        report = {"sqlite": sqlite, "postgres": postgres}[phase](args, workdir)
+        report.print()
+        reports.append(report)
+
+    with work_folder("load", keep=args.keep) as workdir:
+        skipped = run_phases(args.chosen, run)
+    verdict = Verdict(goals=not_run(skipped))
+    for report in reports:
+        verdict.goals += report.goals()
+        verdict.failures += [f"{report.name}: {failure}" for failure in report.failures()]
     write_json(args.json, [r.summary() for r in reports])
     return verdict.exit_status()
 

@@ -30,9 +30,7 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,13 +38,12 @@ from pathlib import Path
 from bench import floor
 from bench.client import Job, Phase, launch
 from bench.harness import (
-    POSTGRES_URL,
     PYTHON,
     ROOT,
     Goal,
     Server,
-    Unavailable,
     Verdict,
+    add_common_options,
     at_least,
     below,
     check_redis,
@@ -56,11 +53,15 @@ from bench.harness import (
     machine,
     ms,
     mutate,
+    not_run,
     out,
+    parse,
+    run_phases,
     serving,
     table,
     tally_env,
     tally_serve,
+    work_folder,
     write_json,
 )
 from bench.profile import record
@@ -231,7 +232,7 @@ class SendBench:
 # --- the report -------------------------------------------------------------------------
 
 
-def report(phases: dict[str, Phase], args: argparse.Namespace, skipped: dict[str, str]) -> Verdict:
+def report(phases: dict[str, Phase], args: argparse.Namespace) -> Verdict:
     out()
     out(f"{machine()}; {args.connections} connections from {args.processes} processes,"
         f" {args.warmup:g} s warm-up, {args.duration:g} s measured (ceiling 5 s, inline 3 s);"
@@ -261,8 +262,6 @@ def report(phases: dict[str, Phase], args: argparse.Namespace, skipped: dict[str
         if raw is not None:
             times = tally.rate / raw.rate if raw.rate else None
             verdict.goals.append(at_least("tally: x the raw floor", times, GOAL_TIMES_RAW))
-    if "postgres" in skipped:
-        verdict.goals.append(Goal(f"postgres: not run ({skipped['postgres']})", False))
     if pg is not None:
         verdict.goals.append(Goal(f"postgres: 0 errors ({pg.errors})", pg.errors == 0))
         if tally is not None:
@@ -271,10 +270,10 @@ def report(phases: dict[str, Phase], args: argparse.Namespace, skipped: dict[str
     return verdict
 
 
-def arguments(argv: list[str] | None) -> argparse.Namespace:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    add_common_options(parser, PHASES, ",".join(PHASES))
     add = parser.add_argument
-    add("--phases", default=",".join(PHASES), help=f"a comma-separated subset of {PHASES}")
     add("--duration", type=float, default=10.0, help="measured seconds per phase")
     add("--warmup", type=float, default=3.0, help="warm-up seconds per phase")
     add("--connections", type=int, default=16, help="keep-alive connections in all")
@@ -283,41 +282,15 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     add("--synchronous", choices=["OFF", "NORMAL", "FULL", "EXTRA"],
         help="SQLite synchronous PRAGMA of every phase (default FULL, models/db.py)")  # fmt: skip
     add("--workers", type=int, default=2, help="server processes of the postgres phase")
-    add("--postgres", default=POSTGRES_URL, help="where to create the run's database")
-    add("--redis", default="redis://127.0.0.1:6379/0", help="events between workers")
     add("--serve-arg", action="append", default=[], help="extra `tally serve` argument")
     add("--floor-arg", action="append", default=[], help="extra uvicorn argument (floors)")
     add("--py-spy", metavar="OUTPUT", help="record the tally phase's server (.svg/.json/.txt)")
-    add("--json", metavar="FILE", help="also write the results as JSON")
-    add("--keep", action="store_true", help="keep the work folder and PostgreSQL database")
-    args = parser.parse_args(argv)
-    args.chosen = [p.strip() for p in args.phases.split(",") if p.strip()]
-    if unknown := set(args.chosen) - set(PHASES):
-        parser.error(f"unknown phases {sorted(unknown)}")
-    return args
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = arguments(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="tally-bench-send-"))
-    bench = SendBench(args, workdir)
-    started = time.monotonic()
-    skipped: dict[str, str] = {}
-    try:
-        for name in args.chosen:
-            out(f"[{time.monotonic() - started:5.1f} s] phase {name} ...")
-            try:
-                getattr(bench, name)()
-            except Unavailable as away:
-                out(f"  not run: {away}")
-                skipped[name] = str(away)
-    finally:
-        if args.keep:
-            out(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    verdict = report(bench.phases, args, skipped)
-    out(f"total {time.monotonic() - started:.0f} s")
+    args = parse(parser, argv, PHASES)
+    with work_folder("send", keep=args.keep) as workdir:
+        bench = SendBench(args, workdir)
+        skipped = run_phases(args.chosen, lambda name: getattr(bench, name)())
+    verdict = report(bench.phases, args)
+    verdict.goals += not_run(skipped)
     write_json(args.json, {name: p.summary() for name, p in bench.phases.items()})
     return verdict.exit_status()
 
