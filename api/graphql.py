@@ -222,6 +222,12 @@ class TallyGraphQL(GraphQL[Context, None]):
         # JSON between systems is UTF-8 (RFC 8259). json.loads would guess UTF-16 or -32
         # from the first bytes, and let a UnicodeDecodeError through (a 500); as a
         # JSONDecodeError it is Strawberry's 400 "Unable to parse request body as JSON".
+        try:
+            # orjson for the common case; anything it refuses is decided by the json module
+            # below, as before (integers past 64 bits, NaN, bad UTF-8 and deep nesting).
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
         if isinstance(data, bytes):
             try:
                 data = data.decode("utf-8")

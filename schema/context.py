@@ -104,9 +104,20 @@ class Context:
     principal: Principal | None = None
     # An HTTP request's account, once read (a websocket's context outlives any one read).
     request_account: Account | None = None
-    loaders: Loaders = field(default_factory=Loaders)
+    # Made on first use: most requests (a send, a balance) load nothing in batches.
+    _loaders: Loaders | None = field(default=None, repr=False)
     # Filled by Strawberry from the websocket connection_init payload.
     connection_params: dict[str, Any] | None = None
+
+    @property
+    def loaders(self) -> Loaders:
+        if self._loaders is None:
+            self._loaders = Loaders()
+        return self._loaders
+
+    @loaders.setter
+    def loaders(self, loaders: Loaders) -> None:
+        self._loaders = loaders
 
     @property
     def clock(self) -> Clock:
