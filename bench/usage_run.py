@@ -7,16 +7,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sqlite3
 import statistics
 import subprocess
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
+
+import asyncpg
 
 from bench.client import build_request, read_response
 from bench.harness import (
@@ -32,6 +36,9 @@ from bench.harness import (
 from bench.profile import record, summarize
 from bench.usage_baseline import STATEMENTS, postgres_report, sqlite_report
 from bench.usage_reports import CASES, DOCUMENT, Case, Shape, from_graphql
+
+Baseline = Callable[[Case], Awaitable[Shape]]
+Plan = Callable[[str, list[Any]], Awaitable[list[str]]]
 
 
 class Mismatch(Exception):
@@ -155,17 +162,19 @@ class Run:
 
     # 1. seed
 
+    def tally(self, *command: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [TALLY, *command], env=self.env, cwd=self.workdir, check=True, capture_output=True,
+            timeout=600,
+        )  # fmt: skip
+
     def seed(self) -> dict[str, Any]:
-        run = {"env": self.env, "cwd": self.workdir, "check": True, "capture_output": True}
         began = time.perf_counter()
-        subprocess.run([TALLY, "migrate"], timeout=120, **run)  # type: ignore[call-overload]
+        self.tally("migrate")
         self.result.migrate_s = time.perf_counter() - began
         began = time.perf_counter()
-        done = subprocess.run(
-            [TALLY, "seed-demo", "--messages", str(self.args.messages), "--days",
-             str(self.args.days), "--json"],
-            timeout=600, **run,  # type: ignore[call-overload]
-        )  # fmt: skip
+        done = self.tally("seed-demo", "--messages", str(self.args.messages), "--days",
+                          str(self.args.days), "--json")  # fmt: skip
         self.result.seed_s = time.perf_counter() - began
         seeded: dict[str, Any] = json.loads(done.stdout)
         self.result.messages = seeded["messages"]
@@ -176,8 +185,6 @@ class Run:
         return seeded
 
     async def vacuum(self) -> None:
-        import asyncpg
-
         conn = await asyncpg.connect(self.url, timeout=10)
         try:
             await conn.execute("VACUUM ANALYZE", timeout=300)
@@ -195,8 +202,6 @@ class Run:
         else:
 
             async def read() -> str:
-                import asyncpg
-
                 conn = await asyncpg.connect(self.url, timeout=10)
                 try:
                     value: str = await conn.fetchval(
@@ -309,40 +314,15 @@ class Run:
     # 5. the GROUP BY
 
     def group_by(self, seeded: dict[str, Any], shapes: dict[str, Shape]) -> None:
-        account_id = int(seeded["accountId"])
-        if self.kind == "sqlite":
-            db = sqlite3.connect(self.workdir / "usage.db")
-            try:
-                for case, result in zip(CASES, self.result.cases, strict=True):
-                    runs = []
-                    for n in range(1 + self.args.baseline_runs):
-                        began = time.perf_counter_ns()
-                        shape = sqlite_report(db, account_id, case, self.zone, self.today)
-                        elapsed = (time.perf_counter_ns() - began) // 1000
-                        self.check(case, shapes[case.key], shape)
-                        if n:
-                            runs.append(elapsed)
-                    result.group_by_us, result.equal = runs, True
-                    query, values = STATEMENTS[case.key]
-                    self.result.statements[case.key] = query
-                    self.result.plans[case.key] = [
-                        row[-1] for row in db.execute(f"EXPLAIN QUERY PLAN {query}", values)
-                    ]
-            finally:
-                db.close()
-        else:
-            asyncio.run(self.postgres_group_by(account_id, shapes))
+        asyncio.run(self._group_by(int(seeded["accountId"]), shapes))
 
-    async def postgres_group_by(self, account_id: int, shapes: dict[str, Shape]) -> None:
-        import asyncpg
-
-        conn = await asyncpg.connect(self.url, timeout=10)
-        try:
+    async def _group_by(self, account_id: int, shapes: dict[str, Shape]) -> None:
+        async with self._baseline(account_id) as (report_for, plan_of):
             for case, result in zip(CASES, self.result.cases, strict=True):
                 runs = []
                 for n in range(1 + self.args.baseline_runs):
                     began = time.perf_counter_ns()
-                    shape = await postgres_report(conn, account_id, case, self.zone, self.today)
+                    shape = await report_for(case)
                     elapsed = (time.perf_counter_ns() - began) // 1000
                     self.check(case, shapes[case.key], shape)
                     if n:
@@ -350,8 +330,35 @@ class Run:
                 result.group_by_us, result.equal = runs, True
                 query, values = STATEMENTS[case.key]
                 self.result.statements[case.key] = query
-                plan = await conn.fetch(f"EXPLAIN {query}", *values)
-                self.result.plans[case.key] = [row[0] for row in plan]
+                self.result.plans[case.key] = await plan_of(query, values)
+
+    @contextlib.asynccontextmanager
+    async def _baseline(self, account_id: int) -> AsyncIterator[tuple[Baseline, Plan]]:
+        """The GROUP BY of a case, and the plan of a statement, on this run's database."""
+        if self.kind == "sqlite":
+            db = sqlite3.connect(self.workdir / "usage.db")
+
+            async def sqlite_case(case: Case) -> Shape:
+                return sqlite_report(db, account_id, case, self.zone, self.today)
+
+            async def sqlite_plan(query: str, values: list[Any]) -> list[str]:
+                return [row[-1] for row in db.execute(f"EXPLAIN QUERY PLAN {query}", values)]
+
+            try:
+                yield sqlite_case, sqlite_plan
+            finally:
+                db.close()
+            return
+        conn = await asyncpg.connect(self.url, timeout=10)
+
+        async def postgres_case(case: Case) -> Shape:
+            return await postgres_report(conn, account_id, case, self.zone, self.today)
+
+        async def postgres_plan(query: str, values: list[Any]) -> list[str]:
+            return [row[0] for row in await conn.fetch(f"EXPLAIN {query}", *values)]
+
+        try:
+            yield postgres_case, postgres_plan
         finally:
             await conn.close()
 
