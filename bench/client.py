@@ -10,8 +10,8 @@ process prints its counts, the counted successes' latencies (µs) and its own CP
 `Browser` is the load test's client: keep-alive connections from one source address,
 opened on demand and reused, as a browser holds them.
 
-Dependency-free on purpose: httpx tops out near 1,450 requests/s per core on this kind
-of machine, well below what the floor endpoints serve.
+Dependency-free on purpose: httpx spends several times more CPU per request, and the
+client must stay far from being the limit (docs/benchmarks.md, "Checking the load client").
 """
 
 from __future__ import annotations
