@@ -39,7 +39,7 @@ import os
 import sqlite3
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -112,48 +112,45 @@ def pragmas() -> dict[str, str]:
     return chosen
 
 
-def statements(
-    ids: Ids, to: str, body: str, account: dict[str, Any]
-) -> list[tuple[str, list[Any]]]:
-    """The send's writes after its reads, given the account row it read."""
+Statement = tuple[str, list[Any]]
+
+
+def send_steps(ids: Ids, to: str, body: str) -> Generator[Statement, list[Any], int]:
+    """One send's statements in order; each yield is answered with the statement's rows.
+
+    A generator, so that the same send runs statement by statement through aiosqlite
+    (`Floor.send`) or inline on a sqlite3 connection (`run_send`).
+    """
     now = datetime.now(UTC)
-    subscription = int(account["subscription_credits"]) - 1
-    total = subscription + int(account["purchased_credits"])
+    row = (yield SELECT_ACCOUNT, [ids.account])[0]
+    account = dict(zip(_ACCOUNT_COLUMNS, row, strict=True))
+    yield SELECT_INBOX, [ids.member, ids.inbox, ids.account]
     message = [ids.account, ids.inbox, "OUTBOUND", FROM_NUMBER, to, body, "GSM7", 1, 1,
                "QUEUED", ids.member, None, now, None]  # fmt: skip
+    message_id = int((yield INSERT_MESSAGE, message)[0][0])
+    subscription = int(account["subscription_credits"]) - 1
+    total = subscription + int(account["purchased_credits"])
+    yield INSERT_ENTRY, [ids.account, "OUTBOUND_MESSAGE", "SUBSCRIPTION", -1, total, None,
+                         message_id, account["period_index"], now]  # fmt: skip
     # The bench account's zone is UTC, so its local day is the UTC date.
-    figures = [1, 0, 1, 0]
-    usage = [
-        (upsert, [ids.account, *([ids.inbox] if per_inbox else []),
-                  now.date().replace(day=1) if monthly else now.date(), *figures])
-        for per_inbox, monthly, upsert in UPSERT_USAGE
-    ]  # fmt: skip
+    for per_inbox, monthly, upsert in UPSERT_USAGE:
+        owners = [ids.account, ids.inbox] if per_inbox else [ids.account]
+        yield upsert, [*owners, now.date().replace(day=1) if monthly else now.date(), 1, 0, 1, 0]
     version = int(account["balance_version"]) + 1
-    update = [subscription, account["purchased_credits"], account["period_index"],
-              account["next_period_at"], version, ids.account]  # fmt: skip
-    return [
-        (INSERT_MESSAGE, message),
-        # The entry's message_id is filled in from the message's RETURNING id.
-        (INSERT_ENTRY, [ids.account, "OUTBOUND_MESSAGE", "SUBSCRIPTION", -1, total, None, None,
-                        account["period_index"], now]),
-        *usage,
-        (UPDATE_ACCOUNT, update),
-    ]  # fmt: skip
+    yield UPDATE_ACCOUNT, [subscription, account["purchased_credits"], account["period_index"],
+                           account["next_period_at"], version, ids.account]  # fmt: skip
+    return message_id
 
 
 def run_send(db: sqlite3.Connection, ids: Ids, to: str, body: str) -> int:
-    """One send's statements on a connection inside a transaction; the message id."""
-    row = db.execute(SELECT_ACCOUNT, [ids.account]).fetchone()
-    account = dict(zip(_ACCOUNT_COLUMNS, row, strict=True))
-    db.execute(SELECT_INBOX, [ids.member, ids.inbox, ids.account]).fetchall()
-    message_id = 0
-    for n, (statement, values) in enumerate(statements(ids, to, body, account)):
-        if n == 1:
-            values[6] = message_id
-        rows = db.execute(statement, values).fetchall()
-        if n == 0:
-            message_id = int(rows[0][0])
-    return message_id
+    """One send's statements on a sqlite3 connection inside a transaction; the message id."""
+    steps = send_steps(ids, to, body)
+    statement = next(steps)
+    try:
+        while True:
+            statement = steps.send(db.execute(*statement).fetchall())
+    except StopIteration as done:
+        return int(done.value)
 
 
 class Floor:
@@ -177,17 +174,14 @@ class Floor:
         async with self.lock:
             await db.execute("BEGIN IMMEDIATE")
             try:
-                row = list(await db.execute_fetchall(SELECT_ACCOUNT, [self.ids.account]))[0]
-                account = dict(zip(_ACCOUNT_COLUMNS, row, strict=True))
-                ids = self.ids
-                await db.execute_fetchall(SELECT_INBOX, [ids.member, ids.inbox, ids.account])
-                message_id = 0
-                for n, (statement, values) in enumerate(statements(ids, to, body, account)):
-                    if n == 1:
-                        values[6] = message_id
-                    rows = list(await db.execute_fetchall(statement, values))
-                    if n == 0:
-                        message_id = int(rows[0][0])
+                steps = send_steps(self.ids, to, body)
+                statement = next(steps)
+                try:
+                    while True:
+                        rows = list(await db.execute_fetchall(*statement))
+                        statement = steps.send(rows)
+                except StopIteration as done:
+                    message_id = int(done.value)
                 await db.commit()
             except BaseException:
                 await db.rollback()
