@@ -39,9 +39,9 @@ from bench.harness import (
     Goal,
     Server,
     Verdict,
-    add_common_options,
     below,
     check_redis,
+    command_line,
     create_account,
     fresh_postgres,
     issue_token,
@@ -309,8 +309,7 @@ def report(results: list[Result]) -> Verdict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    add_common_options(parser, PHASES, "single,workers")
+    parser = command_line(__doc__, PHASES, "single,workers")
     add = parser.add_argument
     add("--subscribers", type=int, default=1000)
     add("--processes", type=int, default=4, help="subscriber processes")

@@ -351,9 +351,9 @@ def write_json(path: str | None, data: object) -> None:
 # --- a benchmark's command line and phases -----------------------------------------------
 
 
-def add_common_options(
-    parser: argparse.ArgumentParser, phases: Sequence[str], default: str
-) -> None:
+def command_line(doc: str | None, phases: Sequence[str], default: str) -> argparse.ArgumentParser:
+    """A benchmark's parser, with the options every benchmark has."""
+    parser = argparse.ArgumentParser(description=(doc or "").split("\n")[0])
     add = parser.add_argument
     add("--phases", default=default, help=f"a comma-separated subset of {', '.join(phases)}")
     add("--postgres", default=POSTGRES_URL, help="a database to connect to; the run creates"
@@ -361,6 +361,7 @@ def add_common_options(
     add("--redis", default=REDIS_URL, help="Redis for events between server processes")
     add("--json", metavar="FILE", help="also write the results as JSON")
     add("--keep", action="store_true", help="keep the work folder and PostgreSQL database")
+    return parser
 
 
 def parse(parser: argparse.ArgumentParser, argv: list[str] | None, phases: Sequence[str]) -> Any:

@@ -30,8 +30,8 @@ from pathlib import Path
 
 from bench.harness import (
     Verdict,
-    add_common_options,
     check_redis,
+    command_line,
     fresh_postgres,
     machine,
     not_run,
@@ -72,8 +72,7 @@ def scenario(args: argparse.Namespace, name: str, database: str, workdir: Path) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    add_common_options(parser, PHASES, ",".join(PHASES))
+    parser = command_line(__doc__, PHASES, ",".join(PHASES))
     add = parser.add_argument
     add("--duration", type=float, default=60.0, help="seconds of load")
     add("--multiplier", type=float, default=5.0, help="x the expected rate")

@@ -43,10 +43,10 @@ from bench.harness import (
     Goal,
     Server,
     Verdict,
-    add_common_options,
     at_least,
     below,
     check_redis,
+    command_line,
     create_account,
     fresh_postgres,
     issue_token,
@@ -271,8 +271,7 @@ def report(phases: dict[str, Phase], args: argparse.Namespace) -> Verdict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    add_common_options(parser, PHASES, ",".join(PHASES))
+    parser = command_line(__doc__, PHASES, ",".join(PHASES))
     add = parser.add_argument
     add("--duration", type=float, default=10.0, help="measured seconds per phase")
     add("--warmup", type=float, default=3.0, help="warm-up seconds per phase")
