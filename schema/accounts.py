@@ -194,5 +194,6 @@ class AccountMutation:
             name=input.name,
             timezone=input.timezone,
             week_start=input.week_start,
+            clock=info.context.clock,
         )
         return UpdateAccountPayload(account=Account.from_model(row))

@@ -9,9 +9,10 @@ from zoneinfo import available_timezones
 from tortoise.transactions import in_transaction
 
 from models import Account, Member
-from models.enums import Role, WeekStart
+from models.enums import AuditAction, Role, WeekStart
 from services.access import Principal, require_admin
 from services.allotments import grant_first_allotment
+from services.audit import audited
 from services.clock import Clock
 from services.errors import InvalidValue, NotFound
 from services.ledger import LARGEST_AMOUNT, lock_account, save_balance
@@ -110,11 +111,12 @@ async def update_account(
     name: str | None = None,
     timezone: str | None = None,
     week_start: WeekStart | None = None,
+    clock: Clock,
 ) -> Account:
     """Change the account's name, time zone or week start; unset arguments stay as they are.
 
     A new time zone regroups the account's whole usage history in it (one pass over its
-    messages, in the same transaction).
+    messages, in the same transaction). The change is audited (ACCOUNT_UPDATED).
     """
     require_admin(actor, "change the account")
     changes: dict[str, object] = {}
@@ -125,11 +127,17 @@ async def update_account(
     if week_start is not None:
         changes["week_start"] = week_start
     if changes:
-        async with in_transaction():
+        async with audited(actor=actor, action=AuditAction.ACCOUNT_UPDATED, clock=clock) as entry:
             # Messages are counted (and refunded) under this same lock, in the zone they read
             # on this row: each lands before the rebuild, which regroups it, or after it.
             account = await lock_account(actor.account_id)
             await Account.filter(id=actor.account_id).update(**changes)
             if timezone is not None and timezone != account.timezone:
                 await rebuild_usage(account_id=actor.account_id, timezone=timezone)
+            entry.before = {_INPUT_NAMES[k]: str(getattr(account, k)) for k in changes}
+            entry.after = {_INPUT_NAMES[k]: str(v) for k, v in changes.items()}
     return await get_account(actor.account_id)
+
+
+# The columns updateAccount changes, by their input field's name in the schema.
+_INPUT_NAMES = {"name": "name", "timezone": "timezone", "week_start": "weekStart"}

@@ -123,7 +123,7 @@ async def _create_demo(*, region: str, clock: Clock) -> None:
         account_id=admin.account_id, messages=DEMO_MESSAGES, days=DEMO_DAYS, now=clock.now()
     )
     payments = SimulatedPaymentProvider()
-    await set_payment_method(actor=admin, token="tok_visa", provider=payments)
+    await set_payment_method(actor=admin, token="tok_visa", provider=payments, clock=clock)
     await buy_credits(
         actor=admin,
         credits=2000,
