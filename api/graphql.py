@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -50,6 +51,7 @@ from strawberry.subscriptions.protocols.graphql_ws.types import (
 from strawberry.types.unset import UnsetType
 
 from api.access_log import count_operation, request_state
+from api.client_address import client_address
 from api.context import Context
 from api.ratelimit import CODE as RATE_LIMITED
 from api.ratelimit import bearer_secret, operation_limiter, too_many_message
@@ -57,6 +59,7 @@ from api.runtime import Runtime
 from api.settings import Settings
 from schema import schema
 from services import tokens
+from services.access import Principal
 
 # subscriptions-transport-ws clients drop a connection after 30 s without a "ka".
 LEGACY_KEEP_ALIVE_SECONDS = 15.0
@@ -260,17 +263,22 @@ class TallyGraphQL(GraphQL[Context, None]):
         if isinstance(request, Request):
             bearer = await bearer_for(bearer_secret(request.headers.get("authorization")))
             if bearer is not None:
-                context.principal, context.request_account = bearer.principal, bearer.account
+                context.principal = self._with_address(bearer.principal, request.scope)
+                context.request_account = bearer.account
                 request_state(request.scope)["account_id"] = bearer.principal.account_id
         return context
+
+    def _with_address(self, principal: Principal, scope: Scope) -> Principal:
+        """The principal with the client's address, which the audit log records."""
+        return replace(principal, ip=client_address(scope, self.settings.trusted_proxies))
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, Any] | None:
         bearer = await bearer_for(connection_secret(context.connection_params))
         if bearer is None:
             raise ConnectionRejectionError({"code": "UNAUTHENTICATED"})
         # Not the account: the connection outlives the read (Context.account).
-        principal = context.principal = bearer.principal
         websocket = context.request
+        principal = context.principal = self._with_address(bearer.principal, websocket.scope)
         if isinstance(websocket, WebSocket):
             request_state(websocket.scope)["account_id"] = principal.account_id
 

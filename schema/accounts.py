@@ -9,6 +9,8 @@ import strawberry
 
 from api.context import Context
 from models import Account as AccountRow
+from models.enums import AuditAction
+from schema.audit import AuditEntryConnection, audit_position
 from schema.credits import (
     AutoRecharge,
     BillingOverview,
@@ -143,6 +145,28 @@ class Account:
             direction=direction,
         )
         return MessageConnection.from_result(page, secret=secret)
+
+    @strawberry.field(
+        description="ADMIN. Newest first: every change of the account's settings, by whom.",
+        permission_classes=[IsAdmin],
+    )
+    async def audit_log(
+        self,
+        info: strawberry.Info[Context, Any],
+        first: int | None = 50,
+        after: str | None = None,
+        range: DateRangeInput | None = None,
+        actions: list[AuditAction] | None = None,
+    ) -> AuditEntryConnection:
+        secret = info.context.settings.secret_key
+        page = await history.audit_page(
+            account_id=self.row.id,
+            first=page_size(first, default=50),
+            after=audit_position(after, secret=secret),
+            span=utc_range(range, self.timezone),
+            actions=actions,
+        )
+        return AuditEntryConnection.from_result(page, secret=secret)
 
     @strawberry.field(description="ADMIN", permission_classes=[IsAdmin])
     async def billing_overview(self, info: strawberry.Info[Context, Any]) -> BillingOverview:
