@@ -256,6 +256,7 @@ async def usage_sums(
     granularity: Granularity,
     week_start: WeekStart,
     by_inbox: bool = False,
+    previous: Span | None = None,
 ) -> list[Sequence[Any]]:
     """Rows (a day, inbox or None, the four figures) that add up to ``[start, end]``.
 
@@ -263,6 +264,10 @@ async def usage_sums(
     ``by_inbox``. No row straddles two buckets: each sums one day, or days of one week or
     month (the day is then one of them). MONTH and ALL read the months wholly inside the
     range from the month rollup and only the clipped ends (at most ~60 days) by day.
+
+    With ``previous`` (a range before ``start``), the same statement also sums that range,
+    whole, in at most three more rows per inbox, dated within it (so before ``start``):
+    the comparison costs no second round trip and no pass over the report's buckets.
     """
     conn = connection()
     where, scope = _scope(account_id, inbox_ids)
@@ -285,6 +290,8 @@ async def usage_sums(
         # Inbox by inbox, day by day: the order of the covering index, so nothing is sorted.
         group = "GROUP BY inbox_id, day" if by_inbox else "GROUP BY day"
         parts = [(f"day, {inbox}", days, "day", (start, end), group)]
+    if previous is not None:
+        parts += _whole_range_parts(previous, days, inbox, by_inbox)
     # One statement per span, never OR-ed ranges: each then reads only its index range.
     queries = [
         f"SELECT {select}, {_SUMS} FROM {table} WHERE {where} AND {column} BETWEEN ? AND ? {group}"
@@ -292,6 +299,18 @@ async def usage_sums(
     ]
     values = [value for *_, span, _ in parts for value in (*scope, *span)]
     return await fetch(conn, " UNION ALL ".join(queries), values)
+
+
+def _whole_range_parts(
+    span: Span, days: str, inbox: str, by_inbox: bool
+) -> list[tuple[str, str, str, Span, str]]:
+    """The parts that sum ``span`` whole: its months from the month rollup, the rest by day."""
+    months, edges = split_months(*span)
+    # Without GROUP BY an aggregate of no rows is still one row (of NULLs): HAVING drops it.
+    group = "GROUP BY inbox_id" if by_inbox else "HAVING COUNT(*) > 0"
+    parts = [(f"MIN(month), {inbox}", MONTHS.table, "month", whole, group) for whole in months]
+    parts += [(f"MIN(day), {inbox}", days, "day", edge, group) for edge in edges]
+    return parts
 
 
 def _scope(account_id: int, inbox_ids: tuple[int, ...] | None) -> tuple[str, list[object]]:

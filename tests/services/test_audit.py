@@ -28,8 +28,11 @@ REGION = "US"
 
 def changes_of(entry: AuditEntry) -> dict[str, tuple[Any, Any]]:
     """field -> (before, after), the JSON text decoded."""
-    decode = lambda text: None if text is None else json.loads(text)  # noqa: E731
-    return {c["field"]: (decode(c["before"]), decode(c["after"])) for c in entry.changes}
+    return {c["field"]: (_decoded(c["before"]), _decoded(c["after"])) for c in entry.changes}
+
+
+def _decoded(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
 
 
 async def only_entry() -> AuditEntry:
