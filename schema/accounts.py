@@ -22,6 +22,7 @@ from schema.credits import (
 )
 from schema.enums import Direction, LedgerEntryKind, WeekStart
 from schema.errors import UserError, reports_user_errors
+from schema.forecast import CreditForecast
 from schema.ids import to_id, to_key
 from schema.inboxes import Inbox
 from schema.members import Member
@@ -29,7 +30,17 @@ from schema.messages import MessageConnection, message_position
 from schema.pagination import DateRangeInput, page_size, utc_range
 from schema.permissions import IsAdmin
 from schema.usage import Granularity, UsageGroupBy, UsageReport, days_of
-from services import accounts, auto_recharge, billing, history, inboxes, members, payments, usage
+from services import (
+    accounts,
+    auto_recharge,
+    billing,
+    forecast,
+    history,
+    inboxes,
+    members,
+    payments,
+    usage,
+)
 
 
 @strawberry.type
@@ -145,6 +156,21 @@ class Account:
             direction=direction,
         )
         return MessageConnection.from_result(page, secret=secret)
+
+    @strawberry.field(
+        description="ADMIN. When the credits run out at the recent pace.",
+        permission_classes=[IsAdmin],
+    )
+    async def forecast(self, info: strawberry.Info[Context, Any]) -> CreditForecast:
+        runtime = info.context.runtime
+        result = await forecast.account_forecast(
+            actor=info.context.actor,
+            account=self.row,
+            clock=runtime.clock,
+            broker=runtime.broker,
+            provider=runtime.payments,
+        )
+        return CreditForecast.from_result(result)
 
     @strawberry.field(
         description="ADMIN. Newest first: every change of the account's settings, by whom.",
