@@ -7,10 +7,10 @@ from typing import Any
 
 import strawberry
 
-from api.context import Context
 from models import Account as AccountRow
 from models.enums import AuditAction
 from schema.audit import AuditEntryConnection, audit_position
+from schema.context import Context
 from schema.credits import (
     AutoRecharge,
     BillingOverview,
@@ -70,9 +70,7 @@ class Account:
         runtime = info.context.runtime
         balance = await billing.current_balance(
             account_id=self.row.id,
-            clock=runtime.clock,
-            broker=runtime.broker,
-            provider=runtime.payments,
+            runtime=runtime,
         )
         return CreditBalance.from_result(balance)
 
@@ -162,13 +160,8 @@ class Account:
         permission_classes=[IsAdmin],
     )
     async def forecast(self, info: strawberry.Info[Context, Any]) -> CreditForecast:
-        runtime = info.context.runtime
         result = await forecast.account_forecast(
-            actor=info.context.actor,
-            account=self.row,
-            clock=runtime.clock,
-            broker=runtime.broker,
-            provider=runtime.payments,
+            runtime=info.context.runtime, actor=info.context.actor, account=self.row
         )
         return CreditForecast.from_result(result)
 
@@ -199,9 +192,7 @@ class Account:
         runtime = info.context.runtime
         overview = await billing.billing_overview(
             account_id=self.row.id,
-            clock=runtime.clock,
-            broker=runtime.broker,
-            provider=runtime.payments,
+            runtime=runtime,
         )
         return BillingOverview.from_result(overview)
 

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 
-from api.context import Context
 from models import AuditEntry as AuditEntryRow
 from models.enums import AuditAction
+from schema.context import Context
 from schema.ids import to_id
 from schema.pagination import Connection, CursorCodec
 from services.history import Page

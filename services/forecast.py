@@ -25,13 +25,11 @@ from zoneinfo import ZoneInfo
 from models import Account
 from services.access import Principal, require_admin
 from services.billing import current_balance
-from services.broadcast import Broker
 from services.calendar import local_day
-from services.clock import Clock
 from services.errors import NotFound
-from services.payments import PaymentProvider
 from services.periods import period_at, period_start
 from services.rollups import as_date
+from services.runtime import Runtime
 from services.sql import connection, fetch
 
 __all__ = ["Forecast", "ForecastStatus", "Projection", "account_forecast", "project"]
@@ -112,14 +110,7 @@ def forecast_of(
     return Forecast(status, burn, days, run_out, expiring)
 
 
-async def account_forecast(
-    *,
-    actor: Principal,
-    account: Account,
-    clock: Clock,
-    broker: Broker,
-    provider: PaymentProvider,
-) -> Forecast:
+async def account_forecast(*, runtime: Runtime, actor: Principal, account: Account) -> Forecast:
     """The actor's account's run-out forecast (ADMIN), in the account's local days.
 
     ``account``: the actor's account row as read by the request (its zone, plan, anchor).
@@ -129,10 +120,8 @@ async def account_forecast(
         raise NotFound("No such account.")
     zone = ZoneInfo(account.timezone)
     # The balance as a read shows it: a due allotment is applied (and announced) first.
-    balance = await current_balance(
-        account_id=account.id, clock=clock, broker=broker, provider=provider
-    )
-    today = local_day(clock.now(), zone)
+    balance = await current_balance(runtime=runtime, account_id=account.id)
+    today = local_day(runtime.clock.now(), zone)
     first_day, segments = await _pace(account.id, today)
     projection = Projection(
         today=today,

@@ -10,9 +10,9 @@ import pytest
 
 from api.app import create_app
 from api.client_address import client_address, trusted_networks
-from api.runtime import Runtime
 from api.settings import Settings
 from services.accounts import NewAccount
+from services.runtime import Runtime
 from tests.conftest import Api
 
 UPDATE_ACCOUNT = """

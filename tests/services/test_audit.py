@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from api.runtime import Runtime
 from models import AuditEntry, Inbox, Member
 from models.enums import AuditAction, Role, WeekStart
 from services.access import Principal
@@ -20,6 +19,7 @@ from services.errors import TallyError
 from services.inboxes import create_shared_inbox
 from services.members import create_member
 from services.payments import set_payment_method
+from services.runtime import Runtime
 from services.tokens import create_token, revoke_token
 from tests.services.conftest import enable_auto_recharge, send
 

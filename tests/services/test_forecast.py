@@ -20,7 +20,6 @@ from zoneinfo import ZoneInfo
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from api.runtime import Runtime
 from models import Account
 from services.accounts import PlanTerms, create_account
 from services.broadcast import LocalBroker
@@ -29,6 +28,7 @@ from services.clock import FrozenClock
 from services.errors import InsufficientCredits
 from services.forecast import Forecast, ForecastStatus, Projection, account_forecast, project
 from services.payments import SimulatedPaymentProvider
+from services.runtime import Runtime
 from tests.conftest import _empty_tables
 from tests.services.conftest import body_of, open_inbox, principal, receive, report, send
 
@@ -119,13 +119,7 @@ async def make_history(history: History, database: str) -> Forecast:
             history.counted.append((clock.now(), segments))
     clock.set(NOW)
     account = await Account.get(id=actor.account_id)
-    result = await account_forecast(
-        actor=actor,
-        account=account,
-        clock=clock,
-        broker=runtime.broker,
-        provider=runtime.payments,
-    )
+    result = await account_forecast(runtime=runtime, actor=actor, account=account)
     return result
 
 

@@ -12,7 +12,6 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from api.runtime import Runtime
 from models import Inbox
 from models.enums import Role, WeekStart
 from services.access import Principal
@@ -21,6 +20,7 @@ from services.calendar import Granularity
 from services.clock import FrozenClock
 from services.inboxes import create_shared_inbox
 from services.members import create_member
+from services.runtime import Runtime
 from services.usage import UsageGroupBy, account_usage, member_usage, previous_range
 from tests.services.conftest import REGION, body_of, receive, report, send
 
