@@ -189,6 +189,32 @@ async def replace_usage(*, account_id: int, totals: dict[tuple[int, date], list[
     await _derive_months_and_account_days(conn, account_id)
 
 
+async def add_usage(*, account_id: int, totals: dict[tuple[int, date], list[int]]) -> None:
+    """Add (inbox, local day) totals to the account's rollups (imported history); in the
+    transaction that stores their messages, under the account lock."""
+    conn = connection()
+    months: dict[tuple[int, date], list[int]] = {}
+    days: dict[date, list[int]] = {}
+    for (inbox_id, day), sums in totals.items():
+        _add(months.setdefault((inbox_id, day.replace(day=1)), [0, 0, 0, 0]), sums)
+        _add(days.setdefault(day, [0, 0, 0, 0]), sums)
+    rows = {
+        DAYS: [[account_id, inbox_id, day, *sums] for (inbox_id, day), sums in totals.items()],
+        MONTHS: [
+            [account_id, inbox_id, month, *sums] for (inbox_id, month), sums in months.items()
+        ],
+        ACCOUNT_DAYS: [[account_id, day, *sums] for day, sums in days.items()],
+    }
+    for level, values in rows.items():
+        if values:
+            await conn.execute_many(sql(conn, _UPSERT[level]), values)
+
+
+def _add(cell: list[int], sums: list[int]) -> None:
+    for column, value in enumerate(sums):
+        cell[column] += value
+
+
 async def _clear(conn: BaseDBAsyncClient, account_id: int) -> None:
     for level in LEVELS:
         await run(conn, f"DELETE FROM {level.table} WHERE account_id = ?", [account_id])
