@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime, timedelta
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +103,7 @@ async def test_imported_messages_land_on_their_local_day_and_take_no_credits(
     assert await LedgerEntry.all().count() == entries
 
 
-BAD_LINES = {
+BAD_LINES: dict[str, dict[str, Any] | str] = {
     "not JSON": "{nope",
     "not an object": "[1, 2]",
     "an unknown key": line(channel="sms"),
@@ -161,7 +162,7 @@ async def test_a_re_run_imports_nothing_twice_and_repeats_in_the_file_are_skippe
     # then each id once; a line without an id on every run
     assert first == ImportResult(imported=4, skipped=2)
     assert second == ImportResult(imported=1, skipped=5)
-    stored = await Message.all().values_list("provider_message_id", flat=True)
+    stored: list[str | None] = [m.provider_message_id for m in await Message.all()]
     assert sorted(stored, key=lambda i: (i is None, i or "")) == ["A", "B", "C", None, None]
     await assert_rollups_match_messages(account.account.id, "America/New_York")
 
@@ -241,4 +242,4 @@ async def test_imported_history_paces_the_forecast(
     row = await Account.get(id=account.account.id)
     result = await account_forecast(runtime=runtime, actor=admin, account=row)
     # 10 messages of 2 segments over the 10 days since the first
-    assert (result.based_on_days, result.daily_burn) == (10, 2)
+    assert (result.based_on_days, result.daily_burn) == (10, Fraction(2))
