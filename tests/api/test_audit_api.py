@@ -11,8 +11,11 @@ import pytest
 from api.app import create_app
 from api.client_address import client_address, trusted_networks
 from api.settings import Settings
+from models import AuditEntry
+from models.enums import AuditAction
 from services.accounts import NewAccount
 from services.runtime import Runtime
+from tests.api.test_subscriptions import Live, receive, send_json, transport_ws
 from tests.conftest import Api
 
 UPDATE_ACCOUNT = """
@@ -115,3 +118,18 @@ def test_only_a_trusted_peer_is_believed(peer: str, header: str | None, expected
     headers = [] if header is None else [(b"x-forwarded-for", header.encode())]
     scope = {"type": "http", "client": (peer, 1234), "headers": headers}
     assert client_address(scope, trusted_networks("10.0.0.0/8")) == expected
+
+
+async def test_a_mutation_over_a_websocket_is_logged_with_the_connection_s_address(
+    live: Live, account: NewAccount
+) -> None:
+    async with transport_ws(live.ws_url, account.token.secret) as ws:
+        mutation = 'mutation { updateAccount(input: {name: "Over WS"}) { userErrors { code } } }'
+        await send_json(ws, {"id": "m", "type": "subscribe", "payload": {"query": mutation}})
+        assert (await receive(ws))["type"] == "next"
+    entry = await AuditEntry.get()
+    assert (entry.action, entry.actor_id, entry.ip) == (
+        AuditAction.ACCOUNT_UPDATED,
+        account.admin.id,
+        "127.0.0.1",
+    )
