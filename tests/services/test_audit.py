@@ -123,11 +123,11 @@ async def test_a_shared_inbox_is_logged_with_its_members(
 
 
 async def test_a_token_is_its_name_and_member_and_a_second_revoke_writes_nothing(
-    admin: Principal, clock: FrozenClock
+    admin: Principal, clock: FrozenClock, runtime: Runtime
 ) -> None:
     issued = await create_token(actor=admin, member_id=admin.member_id, name="CI", clock=clock)
-    assert await revoke_token(actor=admin, token_id=issued.token.id, clock=clock) is True
-    assert await revoke_token(actor=admin, token_id=issued.token.id, clock=clock) is False
+    assert await revoke_token(runtime=runtime, actor=admin, token_id=issued.token.id) is True
+    assert await revoke_token(runtime=runtime, actor=admin, token_id=issued.token.id) is False
     created, revoked = await AuditEntry.all().order_by("id")
     member_id = str(admin.member_id)
     assert (created.action, created.target_id) == (AuditAction.API_TOKEN_CREATED, issued.token.id)
@@ -211,7 +211,7 @@ def _refusals(
             actor=member, member_id=admin.member_id, name="x", clock=clock
         ),
         "member revokes the admin's token": lambda: revoke_token(
-            actor=member, token_id=admin.token_id, clock=clock
+            runtime=runtime, actor=member, token_id=admin.token_id
         ),
         "unknown card token": lambda: set_payment_method(
             actor=admin, token="tok_unknown", provider=runtime.payments, clock=clock
@@ -268,7 +268,7 @@ async def test_no_secret_appears_in_any_entry(
     secrets = ["tok_visa", "tok_chargeDeclined", "pm_sim_"]
     issued = await create_token(actor=admin, member_id=admin.member_id, name="CI", clock=clock)
     secrets += [issued.secret, issued.token.secret_hash]
-    await revoke_token(actor=admin, token_id=issued.token.id, clock=clock)
+    await revoke_token(runtime=runtime, actor=admin, token_id=issued.token.id)
     for token in ("tok_visa", "tok_chargeDeclined"):
         await set_payment_method(actor=admin, token=token, provider=runtime.payments, clock=clock)
     await update_auto_recharge(actor=admin, enabled=True, clock=clock)
