@@ -250,7 +250,13 @@ class TallyGraphQL(GraphQL[Context, None]):
         # rather than \u escapes; both are the same JSON. A str, not bytes: Strawberry
         # sends bytes over a websocket as binary frames, which browsers' graphql-ws
         # clients cannot parse.
-        return orjson.dumps(data).decode()
+        try:
+            return orjson.dumps(data).decode()
+        except TypeError:
+            # orjson refuses unpaired surrogates, which json.loads lets into a request (a
+            # segmentInfo body "\ud800" is echoed in nonGsmCharacters): a 500 before. The
+            # json module writes them as \u escapes, which is still JSON.
+            return json.dumps(data)
 
     def parse_json(self, data: str | bytes) -> Any:
         # Strawberry reads fields of the parsed body with .get(): a body that is a JSON
