@@ -21,6 +21,10 @@ dropped afterwards), everything on 127.0.0.1:
               range, totals, every bucket and every group with all six figures).
               Latency is from writing the request to having read the whole response.
               Every response must be byte-identical to the first of its case.
+   compare  - (b) and (c) again, each alternating with the same report that also asks for
+              `previous` and every group's `previousTotals`, so both see the same load; the
+              comparison must equal a separate report over its range. Then
+              `Account.forecast`, timed the same way (with the server's CPU per request).
 3. profile  - py-spy records the server while more requests of one report run (not timed;
               (c) unless `--profile-case` says otherwise).
 4. split    - in a separate process: the service call alone and schema.execute alone
@@ -32,6 +36,8 @@ dropped afterwards), everything on 127.0.0.1:
 
 Goals (from the issue): every report's median under 30 ms end to end, at least 25 times
 faster than the GROUP BY, and the million messages seeded in under 30 s, on both databases.
+Issue 13: (c) with the comparison within 1.3x of (c) without it; the forecast under 5 ms of
+server time (the service call alone, in process).
 The script exits with 1 when a report differs from the GROUP BY or a request fails; missed
 goals are printed as MISS lines, not failed on. The reports are defined in one place,
 `CASES` in bench/usage_reports.py.
@@ -43,6 +49,7 @@ import argparse
 import contextlib
 import os
 import shutil
+import statistics
 import tempfile
 import time
 from collections.abc import Iterator
@@ -69,6 +76,8 @@ POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/test"
 GOAL_MEDIAN_MS = 30.0
 GOAL_RATIO = 25.0
 GOAL_SEED_SECONDS = 30.0
+GOAL_PREVIOUS_RATIO = 1.3
+GOAL_FORECAST_MS = 5.0
 
 
 def print_report(results: list[DatabaseResult], args: argparse.Namespace) -> Verdict:
@@ -101,6 +110,7 @@ def print_report(results: list[DatabaseResult], args: argparse.Namespace) -> Ver
                 below(f"{db.kind}: ({c.key}) p50", c.median(c.http_us), GOAL_MEDIAN_MS, " ms"),
                 at_least(f"{db.kind}: ({c.key}) x the GROUP BY", c.ratio, GOAL_RATIO),
             ]
+        verdict.goals += insights(db)
         if args.show_sql:
             for key, statement in db.statements.items():
                 out(f"GROUP BY ({key}): {statement}")
@@ -109,6 +119,28 @@ def print_report(results: list[DatabaseResult], args: argparse.Namespace) -> Ver
         for line in db.profile:
             out(line)
     return verdict
+
+
+def insights(db: DatabaseResult) -> list[Goal]:
+    """The comparison and the forecast (issue 13): their lines, and their goals."""
+    goals = []
+    for comparison in db.comparisons:
+        out(f"({comparison.key}) with previous and previousTotals, alternated: p50 "
+            f"{statistics.median(comparison.previous_us) / 1000:.1f} ms against "
+            f"{statistics.median(comparison.plain_us) / 1000:.1f} ms without "
+            f"({comparison.ratio:.2f}x)")  # fmt: skip
+        if comparison.key == "c":
+            goals.append(Goal(f"{db.kind}: (c) with the comparison <= {GOAL_PREVIOUS_RATIO}x"
+                              f" ({comparison.ratio:.2f}x)",
+                              comparison.ratio <= GOAL_PREVIOUS_RATIO))  # fmt: skip
+    forecast = db.forecast
+    if forecast.service_us:
+        service = statistics.median(forecast.service_us) / 1000
+        out(f"forecast: p50 {statistics.median(forecast.http_us) / 1000:.1f} ms over HTTP, "
+            f"server CPU {forecast.server_cpu_ms:.1f} ms a request, service alone "
+            f"{service:.2f} ms; {forecast.answer}")  # fmt: skip
+        goals.append(below(f"{db.kind}: forecast, service alone", service, GOAL_FORECAST_MS, " ms"))
+    return goals
 
 
 @contextlib.contextmanager

@@ -35,7 +35,15 @@ from bench.harness import (
 )
 from bench.profile import record, summarize
 from bench.usage_baseline import STATEMENTS, postgres_report, sqlite_report
-from bench.usage_reports import CASES, DOCUMENT, Case, Shape, from_graphql
+from bench.usage_reports import (
+    CASES,
+    DOCUMENT,
+    FORECAST_DOCUMENT,
+    PREVIOUS_DOCUMENT,
+    Case,
+    Shape,
+    from_graphql,
+)
 
 Baseline = Callable[[Case], Awaitable[Shape]]
 Plan = Callable[[str, list[Any]], Awaitable[list[str]]]
@@ -75,8 +83,31 @@ class CaseResult:
 
 
 @dataclass
+class Comparison:
+    """A report timed alternately without and with `previous` and `previousTotals`."""
+
+    key: str
+    plain_us: list[int] = field(default_factory=list)
+    previous_us: list[int] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.previous_us) / statistics.median(self.plain_us)
+
+
+@dataclass
+class ForecastResult:
+    http_us: list[int] = field(default_factory=list)
+    server_cpu_ms: float = 0.0
+    service_us: list[int] = field(default_factory=list)
+    answer: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class DatabaseResult:
     kind: str
+    comparisons: list[Comparison] = field(default_factory=list)
+    forecast: ForecastResult = field(default_factory=ForecastResult)
     messages: int = 0
     migrate_s: float = 0.0
     seed_s: float = 0.0
@@ -97,9 +128,9 @@ class Client:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    def request(self, variables: dict[str, Any]) -> bytes:
+    def request(self, variables: dict[str, Any], document: str = DOCUMENT) -> bytes:
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.token}"}
-        body = json.dumps({"query": DOCUMENT, "variables": variables}).encode()
+        body = json.dumps({"query": document, "variables": variables}).encode()
         return build_request("POST", "127.0.0.1", self.port, "/graphql", headers, body)
 
     async def send(self, request: bytes) -> tuple[int, bytes, int]:
@@ -254,11 +285,62 @@ class Run:
                 end = shapes[case.key].end
                 if end != self.today.isoformat():
                     raise Mismatch(f"({case.key}) report ends {end}, today is {self.today}")
+            await self.compare(client, shapes)
+            await self.time_forecast(client, pid)
             if self.args.profile_seconds > 0:
                 await self.profile(client, pid)
         finally:
             await client.close()
         return shapes
+
+    async def compare(self, client: Client, shapes: dict[str, Shape]) -> None:
+        """(b) and (c), each alternating with itself plus the period-over-period comparison."""
+        for case in (c for c in CASES if c.key in ("b", "c")):
+            variables = case.variables(self.today)
+            plain = client.request(variables)
+            previous = client.request(variables, PREVIOUS_DOCUMENT)
+            result = Comparison(case.key)
+            self.result.comparisons.append(result)
+            for n in range(self.args.warmup + self.args.requests):
+                status, body, plain_us = await client.send(plain)
+                report_of(status, body)  # raises on a failed request
+                status, body, previous_us = await client.send(previous)
+                report_of(status, body)
+                if n >= self.args.warmup:
+                    result.plain_us.append(plain_us)
+                    result.previous_us.append(previous_us)
+            report = report_of(status, body)
+            if from_graphql(report) != shapes[case.key]:
+                raise Mismatch(f"({case.key}) with the comparison, the report itself differs")
+            await self.check_previous(client, report)
+
+    async def check_previous(self, client: Client, report: dict[str, Any]) -> None:
+        """The comparison must equal a separate report over its range, groups included."""
+        span = report["previous"]
+        variables = {
+            "range": {"start": span["start"], "end": span["end"]},
+            "granularity": "ALL",
+            "groupBy": "MEMBER" if report["groups"] else "NONE",
+        }
+        alone = report_of(*(await client.send(client.request(variables)))[:2])
+        expected = [span["totals"]] + [g["totals"] for g in alone["groups"]]
+        got = [alone["totals"]] + [g["previousTotals"] for g in report["groups"]]
+        if expected != got:
+            raise Mismatch(f"the comparison {span['start']}..{span['end']} != its own report")
+
+    async def time_forecast(self, client: Client, pid: int) -> None:
+        request = client.request({}, FORECAST_DOCUMENT)
+        result = self.result.forecast
+        for _ in range(self.args.warmup):
+            await client.send(request)
+        cpu_before = cpu_seconds(pid)
+        for _ in range(self.args.requests):
+            status, body, micros = await client.send(request)
+            if status != 200 or json.loads(body).get("errors"):
+                raise Mismatch(f"forecast: HTTP {status}: {body[:300]!r}")
+            result.http_us.append(micros)
+        result.server_cpu_ms = 1000 * (cpu_seconds(pid) - cpu_before) / self.args.requests
+        result.answer = json.loads(body)["data"]["account"]["forecast"]
 
     async def profile(self, client: Client, pid: int) -> None:
         output = self.workdir / f"py-spy-{self.kind}.txt"
@@ -299,6 +381,7 @@ class Run:
             "cases": [{"key": c.key, "variables": c.variables(self.today)} for c in CASES],
             "runs": self.args.requests,
             "warmup": 3,
+            "forecast": True,
         }
         done = subprocess.run(
             [PYTHON, "-m", "bench.usage_split"], cwd=ROOT, env=self.env,
@@ -310,6 +393,7 @@ class Run:
         for result in self.result.cases:
             result.service_us = timings[result.key]["service"]
             result.graphql_us = timings[result.key]["graphql"]
+        self.result.forecast.service_us = timings["forecast"]["service"]
 
     # 5. the GROUP BY
 
