@@ -72,6 +72,9 @@ def server_config(args: argparse.Namespace, settings: Settings) -> uvicorn.Confi
         port=args.port,
         workers=args.workers,
         timeout_graceful_shutdown=10,
+        # Tally reads X-Forwarded-For itself, from TALLY_TRUSTED_PROXIES only
+        # (api/client_address.py); uvicorn's own reading trusts any local peer's header.
+        proxy_headers=False,
         # The app checks websocket messages too (api/limits.py); uvicorn stops reading
         # an oversized frame before it is buffered whole.
         ws_max_size=settings.max_body_bytes,

@@ -36,6 +36,7 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.client_address import Network, client_address
 from services.clock import Clock
 
 log = logging.getLogger("tally")
@@ -141,12 +142,25 @@ def _name(key: str, window: int, namespace: str = "") -> str:
 
 
 class RateLimit:
-    def __init__(self, app: ASGIApp, *, limits: Limits, counter: Counter, clock: Clock) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limits: Limits,
+        counter: Counter,
+        clock: Clock,
+        trusted_proxies: tuple[Network, ...] = (),
+    ) -> None:
         self.app = app
         self.limits = limits
         self.counter = counter
         self.clock = clock
+        self.trusted_proxies = trusted_proxies
         self._warned_window = -1
+
+    def _client_ip(self, scope: Scope) -> str:
+        """The client's address, as the audit log reads it (api/client_address.py)."""
+        return client_address(scope, self.trusted_proxies) or "unknown"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -156,7 +170,7 @@ class RateLimit:
                 await self.counter.aclose()
             return
         if scope["type"] == "websocket":
-            scope[LIMITER_SCOPE_KEY] = OperationLimiter(self, _client_ip(scope))
+            scope[LIMITER_SCOPE_KEY] = OperationLimiter(self, self._client_ip(scope))
             await self.app(scope, receive, send)
             return
         if scope["type"] != "http" or scope["path"] in UNLIMITED_PATHS:
@@ -176,7 +190,7 @@ class RateLimit:
         secret = None
         if scope["path"] == GRAPHQL_PATH:
             secret = bearer_secret(Headers(scope=scope).get("authorization"))
-        return self.checks_for(_client_ip(scope), secret)
+        return self.checks_for(self._client_ip(scope), secret)
 
     def checks_for(self, ip: str, secret: str | None) -> list[tuple[str, int]]:
         """(key, limit) pairs of a request from `ip` with the bearer `secret` (or none)."""
@@ -193,7 +207,7 @@ class RateLimit:
 
     async def webhook(self, scope: Scope, receive: Receive, send: Send, now: float) -> None:
         """Signed webhooks pass uncounted; a bad signature (401) counts against the IP."""
-        key = f"anon:{_client_ip(scope)}"
+        key = f"anon:{self._client_ip(scope)}"
         if await self.peek(key, now) >= self.limits.per_ip:
             await _too_many(now)(scope, receive, send)
             return
@@ -261,11 +275,6 @@ def retry_after(now: float) -> int:
 
 def _window(now: float) -> int:
     return int(now // WINDOW_SECONDS)
-
-
-def _client_ip(scope: Scope) -> str:
-    client = scope.get("client")
-    return str(client[0]) if client else "unknown"
 
 
 def _too_many(now: float) -> JSONResponse:
