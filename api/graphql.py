@@ -51,6 +51,7 @@ from strawberry.types.unset import UnsetType
 
 from api.access_log import count_operation, request_state
 from api.context import Context
+from api.graphiql import graphiql_page
 from api.ratelimit import CODE as RATE_LIMITED
 from api.ratelimit import bearer_secret, operation_limiter, too_many_message
 from api.runtime import Runtime
@@ -216,6 +217,9 @@ class TallyGraphQL(GraphQL[Context, None]):
             unwatch = scope.get(UNWATCH)
             if unwatch is not None:
                 unwatch()
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return graphiql_page()
 
     def decode_json(self, data: str | bytes) -> object:
         # JSON between systems is UTF-8 (RFC 8259). json.loads would guess UTF-16 or -32
