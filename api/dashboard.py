@@ -25,7 +25,7 @@ def shell() -> str:
     """The shell's HTML with its asset URLs filled in."""
     # "</" cannot appear in JSON written by json.dumps from these paths, which are ASCII
     # file names; the import map is a plain <script> body.
-    modules = {}
+    modules: dict[str, str] = {}
     for folder in ("app", "vendor/graphql-ws", "vendor/uplot"):
         modules |= static_files.import_map(folder)
     imports = json.dumps({"imports": modules})

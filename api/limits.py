@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.access_log import AccessLog
+from api.graphql_media import GraphQLResponseMedia
 from api.ratelimit import Limits, MemoryCounter, RateLimit, RedisCounter
 from api.runtime import REDIS_SCHEMES
 from api.settings import Settings
@@ -72,6 +73,7 @@ def http_middleware(settings: Settings, clock: Clock | None = None) -> list[Midd
         Middleware(RateLimit, limits=limits, counter=counter, clock=clock or SystemClock()),
         Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
         Middleware(WebSocketMessageLimit, max_bytes=settings.max_body_bytes),
+        Middleware(GraphQLResponseMedia),
         Middleware(GraphQLRefusals),
     ]
 
