@@ -15,12 +15,14 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-# Migrate, seed the demo account when the database is empty, print tokens, serve GraphiQL.
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+# Take the port (a port in use stops here, before anything else), migrate, seed the demo
+# account when the database is empty, print tokens and a link that signs in to the
+# dashboard, serve. `make run PORT=8001 HOST=0.0.0.0` changes where it listens.
 run: install
-	$(BIN)/tally migrate
-	$(BIN)/tally seed-demo
-	@echo "GraphiQL: http://127.0.0.1:8000/graphql"
-	$(BIN)/tally serve --no-migrate
+	$(BIN)/tally serve --host $(HOST) --port $(PORT) --seed-demo
 
 lint: install
 	$(BIN)/ruff check .
