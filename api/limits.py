@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.access_log import AccessLog
 from api.graphql_media import GraphQLResponseMedia
+from api.origins import OriginRefusalLog
 from api.ratelimit import Limits, MemoryCounter, RateLimit, RedisCounter
 from api.runtime import REDIS_SCHEMES
 from api.settings import Settings
@@ -64,6 +65,7 @@ def http_middleware(settings: Settings, clock: Clock | None = None) -> list[Midd
     return [
         Middleware(AccessLog),
         Middleware(SecurityHeaders),
+        Middleware(OriginRefusalLog),
         Middleware(
             CORSMiddleware,
             allow_origins=settings.allowed_origins,
