@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
-import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -16,76 +13,18 @@ import pytest
 import websockets
 
 from api import cli
+from tests.live_server import TALLY, Server, tally_serve
 
-TALLY = str(Path(sys.executable).with_name("tally"))
 TRANSPORT_WS = websockets.Subprotocol("graphql-transport-ws")
 LEGACY_WS = websockets.Subprotocol("graphql-ws")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclass
-class Server:
-    url: str
-    env: dict[str, str]
-
-    async def cli(self, *args: str) -> str:
-        process = await asyncio.create_subprocess_exec(
-            TALLY,
-            *args,
-            env=self.env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        # A timeout, because a command that never exits (a live DB thread) is a bug too.
-        out, err = await asyncio.wait_for(process.communicate(), 60)
-        assert process.returncode == 0, err.decode()
-        return out.decode()
-
-    async def new_account(self, name: str) -> dict[str, str]:
-        out = await self.cli(
-            "create-account", "--name", name, "--admin-name", "A", "--admin-email",
-            f"a@{name.lower()}.example", "--json",
-        )  # fmt: skip
-        created: dict[str, str] = json.loads(out)
-        return created
 
 
 @pytest.fixture(scope="module")
 async def server(
     server_database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Server]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "TALLY_DATABASE_URL": server_database_url,
-        "TALLY_SECRET_KEY": "s",
-        "TALLY_WEBHOOK_SECRET": "w",
-    }
-    process = await asyncio.create_subprocess_exec(
-        TALLY, "serve", "--port", str(port), env=env, cwd=tmp_path_factory.mktemp("serve"),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient() as http:
-            for _ in range(100):
-                try:
-                    await http.get(url + "/graphql", headers={"Accept": "text/html"})
-                    break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.1)
-            else:
-                pytest.fail("tally serve did not start")
-        yield Server(url=url, env=env)
-    finally:
-        process.terminate()
-        await asyncio.wait_for(process.wait(), 15)
+    async with tally_serve(server_database_url, tmp_path_factory.mktemp("serve")) as running:
+        yield running
 
 
 async def query(server: Server, token: str, document: str, variables: dict[str, object]) -> dict:
@@ -185,7 +124,11 @@ async def test_seed_demo_fills_only_an_empty_database(server: Server, tmp_path: 
     again = await empty.cli("seed-demo")
     assert "Created the demo account" in first
     assert "Found the demo account" in again
-    assert len([line for line in again.splitlines() if "tly_" in line]) == 3
+    listed = [line for line in again.splitlines() if line.startswith("  tly_") or "  tly_" in line]
+    assert len(listed) == 3
+    # and a link that signs in to the dashboard as the demo admin
+    admin_token = next(line.split()[-1] for line in listed if "(ADMIN)" in line)
+    assert f"/app/#token={admin_token}" in again
     # A database with any account of its own is left alone.
     await server.cli(
         "create-account", "--name", "Busy", "--admin-name", "B", "--admin-email", "b@busy.example"
