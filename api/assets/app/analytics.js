@@ -215,6 +215,9 @@ export function renderAnalytics(main, session) {
     }
     chart = drawChart($("#chart"), chart, report);
     renderTable($("#usage-table"), report, admin ? state.groupBy : "NONE");
+    // Reading a layout property makes the browser lay the page out now, so the time
+    // includes that, not only building the elements.
+    void $("#usage-table").offsetHeight;
     const rendered = Math.round(performance.now() - started);
     $("#analytics-status").textContent = `${report.start} to ${report.end}, ${report.series.length} periods.`;
     // Read by the browser tests, which record how long a report takes to show.
@@ -258,10 +261,11 @@ export function renderAnalytics(main, session) {
     const input = { range, granularity: state.granularity, groupBy: state.groupBy, format: "CSV" };
     try {
       const result = (await request(EXPORT, { input })).createUsageExport;
+      if (!main.contains(button)) return;
       showUserErrors(result.userErrors, {}, $("#analytics-error"));
       if (result.export) window.location.assign(result.export.url);
     } catch (error) {
-      $("#analytics-error").textContent = error.message;
+      if (main.contains(button)) $("#analytics-error").textContent = error.message;
     } finally {
       button.disabled = false;
     }
@@ -270,5 +274,9 @@ export function renderAnalytics(main, session) {
   window.addEventListener("resize", resize);
   showRange();
   load();
-  return () => window.removeEventListener("resize", resize);
+  return () => {
+    // Answers still on their way find a newer generation and are dropped.
+    generation += 1;
+    window.removeEventListener("resize", resize);
+  };
 }

@@ -87,7 +87,8 @@ export function renderBilling(main) {
   main.querySelector("h1").focus();
   const $ = (selector) => main.querySelector(selector);
   let entries = [];
-  const liveState = $("#live-state");
+  // Answers that arrive after the view is gone have nowhere to go.
+  let stopped = false;
 
   function showBalance(balance) {
     for (const key of ["total", "subscriptionCredits", "purchasedCredits"]) {
@@ -113,6 +114,7 @@ export function renderBilling(main) {
 
   async function loadOverview() {
     const { account } = await request(OVERVIEW);
+    if (stopped) return;
     const overview = account.billingOverview;
     const { plan } = overview;
     const card = account.paymentMethod
@@ -131,14 +133,14 @@ export function renderBilling(main) {
 
   const stopLive = live(BALANCE_CHANGED, {
     next: ({ balanceChanged }) => {
+      if (stopped) return;
       showBalance(balanceChanged.balance);
       showEntries([...balanceChanged.entries].reverse());
     },
     onReconnect: () => loadOverview().catch(() => {}),
     onState: (state) => {
-      // The client's last words (closed) may come after the view is gone.
-      if (!main.contains(liveState)) return;
-      liveState.textContent = { live: "Live", reconnecting: "Reconnecting…", offline: "Offline" }[state];
+      if (stopped) return;
+      $("#live-state").textContent = { live: "Live", reconnecting: "Reconnecting…", offline: "Offline" }[state];
     },
   });
 
@@ -154,6 +156,7 @@ export function renderBilling(main) {
     try {
       const input = { credits, idempotencyKey: idempotencyKey() };
       const result = (await request(BUY, { input })).buyCredits;
+      if (stopped) return;
       showUserErrors(result.userErrors, { credits: $("#credits-error") }, $("#buy-status"));
       if (result.balance) {
         showBalance(result.balance);
@@ -161,7 +164,7 @@ export function renderBilling(main) {
         $("#credits").value = "";
       }
     } catch (error) {
-      $("#buy-status").textContent = error.message;
+      if (!stopped) $("#buy-status").textContent = error.message;
     } finally {
       button.disabled = false;
     }
@@ -176,16 +179,20 @@ export function renderBilling(main) {
     };
     try {
       const result = (await request(UPDATE_AUTO, { input })).updateAutoRecharge;
+      if (stopped) return;
       const fields = { thresholdCredits: $("#threshold-error"), rechargeCredits: $("#recharge-error") };
       showUserErrors(result.userErrors, fields, $("#auto-status"));
       if (result.autoRecharge) showAuto(result.autoRecharge);
     } catch (error) {
-      $("#auto-status").textContent = error.message;
+      if (!stopped) $("#auto-status").textContent = error.message;
     }
   });
 
   loadOverview().catch((error) => {
-    $("#plan").textContent = error.message;
+    if (!stopped) $("#plan").textContent = error.message;
   });
-  return stopLive;
+  return () => {
+    stopped = true;
+    stopLive();
+  };
 }

@@ -52,6 +52,8 @@ export function renderCompose(main) {
   const $ = (selector) => main.querySelector(selector);
   const fields = { inboxId: $("#from-error"), to: $("#to-error"), body: $("#body-error") };
   let key = idempotencyKey();
+  // Answers that arrive after the view is gone have nowhere to go.
+  let stopped = false;
   let asked = 0;
   let timer = 0;
 
@@ -59,9 +61,9 @@ export function renderCompose(main) {
     const mine = ++asked;
     try {
       const { segmentInfo } = await request(SEGMENT_INFO, { body: $("#message").value });
-      if (mine === asked) $("#counter").innerHTML = describe(segmentInfo);
+      if (mine === asked && !stopped) $("#counter").innerHTML = describe(segmentInfo);
     } catch (error) {
-      if (mine === asked) $("#counter").textContent = error.message;
+      if (mine === asked && !stopped) $("#counter").textContent = error.message;
     }
   }
 
@@ -88,6 +90,7 @@ export function renderCompose(main) {
     };
     try {
       const result = (await request(SEND, { input })).sendMessage;
+      if (stopped) return;
       showUserErrors(result.userErrors, fields, $("#send-status"));
       if (result.message) {
         const m = result.message;
@@ -99,7 +102,7 @@ export function renderCompose(main) {
         countSegments();
       }
     } catch (error) {
-      $("#send-status").textContent = error.message;
+      if (!stopped) $("#send-status").textContent = error.message;
     } finally {
       button.disabled = false;
     }
@@ -107,12 +110,16 @@ export function renderCompose(main) {
 
   request(INBOXES)
     .then(({ account }) => {
+      if (stopped) return;
       $("#from-inbox").innerHTML = account.inboxes
         .map((i) => html`<option value="${escape(i.id)}">${escape(i.name)} (${escape(i.phoneNumber)})</option>`)
         .join("");
     })
     .catch((error) => {
-      $("#from-error").textContent = error.message;
+      if (!stopped) $("#from-error").textContent = error.message;
     });
-  return () => clearTimeout(timer);
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
 }
