@@ -52,15 +52,15 @@ from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 
 from api.access_log import count_operation, request_state
-from api.context import Context
 from api.graphiql import graphiql_page
 from api.graphql_media import is_request_error, mark_request_error
 from api.ratelimit import CODE as RATE_LIMITED
 from api.ratelimit import bearer_secret, operation_limiter, too_many_message
-from api.runtime import Runtime
 from api.settings import Settings
 from schema import schema
+from schema.context import Context
 from services import tokens
+from services.runtime import Runtime
 
 # subscriptions-transport-ws clients drop a connection after 30 s without a "ka".
 LEGACY_KEEP_ALIVE_SECONDS = 15.0

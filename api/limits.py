@@ -33,9 +33,9 @@ from api.access_log import AccessLog
 from api.graphql_media import GraphQLResponseMedia
 from api.origins import OriginRefusalLog
 from api.ratelimit import Limits, MemoryCounter, RateLimit, RedisCounter
-from api.runtime import REDIS_SCHEMES
 from api.settings import Settings
 from services.clock import Clock, SystemClock
+from services.runtime import REDIS_SCHEMES
 
 GRAPHQL_PATH = "/graphql"
 # The webhooks read at most their own MAX_BODY_BYTES (the same 1 MiB) and refuse in

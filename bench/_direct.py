@@ -15,11 +15,11 @@ import sys
 import time
 from typing import Any
 
-from api.runtime import Runtime
 from bench._seed import seed
 from models.db import close_database
 from services import messaging
 from services.errors import TallyError
+from services.runtime import Runtime
 
 
 async def run(job: dict[str, Any]) -> dict[str, Any]:
@@ -43,10 +43,7 @@ async def run(job: dict[str, Any]) -> dict[str, Any]:
                     body=job["body"],
                     idempotency_key=None,
                     region="US",
-                    clock=runtime.clock,
-                    carrier=runtime.carrier,
-                    provider=runtime.payments,
-                    broker=runtime.broker,
+                    runtime=runtime,
                 )
                 if outcome.message.status.value != "SENT":
                     reason = f"status {outcome.message.status}"

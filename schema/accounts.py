@@ -7,8 +7,8 @@ from typing import Any
 
 import strawberry
 
-from api.context import Context
 from models import Account as AccountRow
+from schema.context import Context
 from schema.credits import (
     AutoRecharge,
     BillingOverview,
@@ -57,9 +57,7 @@ class Account:
         runtime = info.context.runtime
         balance = await billing.current_balance(
             account_id=self.row.id,
-            clock=runtime.clock,
-            broker=runtime.broker,
-            provider=runtime.payments,
+            runtime=runtime,
         )
         return CreditBalance.from_result(balance)
 
@@ -149,9 +147,7 @@ class Account:
         runtime = info.context.runtime
         overview = await billing.billing_overview(
             account_id=self.row.id,
-            clock=runtime.clock,
-            broker=runtime.broker,
-            provider=runtime.payments,
+            runtime=runtime,
         )
         return BillingOverview.from_result(overview)
 

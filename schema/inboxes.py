@@ -6,8 +6,8 @@ from typing import Any
 
 import strawberry
 
-from api.context import Context
 from models import Inbox as InboxRow
+from schema.context import Context
 from schema.enums import InboxKind
 from schema.errors import UserError, reports_user_errors
 from schema.ids import to_id, to_key

@@ -7,8 +7,8 @@ from typing import Any
 
 import strawberry
 
-from api.context import Context
 from models import Message as MessageRow
+from schema.context import Context
 from schema.credits import CreditBalance
 from schema.enums import Direction, Encoding, MessageStatus
 from schema.errors import UserError, reports_user_errors
@@ -162,10 +162,7 @@ class MessageMutation:
             body=input.body,
             idempotency_key=input.idempotency_key,
             region=info.context.settings.default_region,
-            clock=runtime.clock,
-            carrier=runtime.carrier,
-            provider=runtime.payments,
-            broker=runtime.broker,
+            runtime=runtime,
         )
         return SendMessagePayload(
             message=Message.from_model(sent.message),

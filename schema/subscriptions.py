@@ -31,8 +31,8 @@ from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
 from strawberry.types.nodes import Selection
 
-from api.context import Context, Loaders
 from models import LedgerEntry as LedgerEntryRow
+from schema.context import Context, Loaders
 from schema.credits import CreditBalance, LedgerEntry
 from schema.execution import PlainFieldsExecutor
 from services import live
@@ -88,9 +88,7 @@ class Subscription:
         loads_messages = _selects(info.selected_fields, "message")
         async for seen in live.balance_changes(
             actor=context.actor,
-            clock=runtime.clock,
-            broker=runtime.broker,
-            provider=runtime.payments,
+            runtime=runtime,
         ):
             if loads_messages and seen.event.entries:
                 # A websocket keeps one context, loaders included: fresh ones per event keep

@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 
 from models import LedgerEntry
 from models.enums import CreditBucket, LedgerEntryKind
-from services.ledger import Balance, Change, balance_from_json, balance_to_json
+from services.balance import Balance, Change, balance_from_json, balance_to_json
 
 log = logging.getLogger("tally.broadcast")
 

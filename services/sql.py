@@ -58,3 +58,16 @@ async def fetch_dicts(
 ) -> list[dict[str, Any]]:
     """The rows of a query as dicts keyed by column name, on both backends."""
     return await conn.execute_query_dict(sql(conn, text), list(values))
+
+
+async def affected(conn: BaseDBAsyncClient, text: str, values: Sequence[Any]) -> int:
+    """The number of rows an UPDATE or DELETE changed, on both backends."""
+    count, _ = await conn.execute_query(sql(conn, text), list(values))
+    return int(count)
+
+
+async def returning_id(conn: BaseDBAsyncClient, text: str, values: Sequence[Any]) -> int:
+    """The id an ``INSERT … RETURNING id`` wrote (asyncpg's client drops an INSERT's rows
+    from ``execute_query``, so this reads them as a query)."""
+    rows = await conn.execute_query_dict(sql(conn, text), list(values))
+    return int(rows[0]["id"])

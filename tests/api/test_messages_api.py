@@ -5,7 +5,6 @@ from typing import Any
 
 import pytest
 
-from api.runtime import Runtime
 from models import Account, Inbox, LedgerEntry, Message
 from models.enums import CreditBucket, LedgerEntryKind, Role
 from services.access import Principal
@@ -13,6 +12,7 @@ from services.accounts import NewAccount, PlanTerms, create_account
 from services.clock import FrozenClock
 from services.inboxes import create_shared_inbox
 from services.messaging import receive_message, send_message
+from services.runtime import Runtime
 from tests.api.test_accounts_api import errors_of, member_token
 from tests.conftest import Api
 
@@ -78,10 +78,7 @@ async def sent_directly(runtime: Runtime, actor: Principal, inbox: Inbox, body: 
         body=body,
         idempotency_key=None,
         region="US",
-        clock=runtime.clock,
-        carrier=runtime.carrier,
-        provider=runtime.payments,
-        broker=runtime.broker,
+        runtime=runtime,
     )
     return sent.message
 
@@ -93,9 +90,7 @@ async def received(runtime: Runtime, inbox: Inbox, body: str, provider_id: str) 
         body=body,
         provider_message_id=provider_id,
         region="US",
-        clock=runtime.clock,
-        provider=runtime.payments,
-        broker=runtime.broker,
+        runtime=runtime,
     )
     return result.message
 
@@ -426,8 +421,9 @@ async def cursor_after_one_message(
 
 
 def tampered(cursor: str) -> str:
-    last = "A" if cursor[-1] != "A" else "B"
-    return cursor[:-1] + last
+    # The first character: every one of its bits is data (the last one's may be padding).
+    first = "A" if cursor[0] != "A" else "B"
+    return first + cursor[1:]
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ import signal
 import socket
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,6 @@ from websockets.asyncio.client import ClientConnection
 
 from api.app import create_app
 from api.background import sweep_due_allotments
-from api.runtime import Runtime
 from api.settings import Settings
 from models import Account, Inbox, LedgerEntry
 from models.enums import CreditBucket, LedgerEntryKind
@@ -42,11 +41,12 @@ from schema.subscriptions import BalanceEvent as SchemaBalanceEvent
 from schema.subscriptions import SubscriptionExecutor, selects_only_plain_fields
 from services.access import Principal
 from services.accounts import NewAccount, create_account
+from services.balance import Balance
 from services.broadcast import BalanceEvent, LocalBroker
 from services.clock import FrozenClock
-from services.ledger import Balance
 from services.live import HOLD_SECONDS, LiveEvent, balance_changes
 from services.messaging import send_message
+from services.runtime import Runtime
 from tests.api.test_accounts_api import UPDATE_ACCOUNT, member_token
 from tests.conftest import Api
 from tests.live_server import TALLY, Server, free_port
@@ -526,7 +526,8 @@ def change(account: NewAccount, version: int, total: int) -> BalanceEvent:
 
 async def stream_of(account: NewAccount, admin: Principal, runtime: Runtime) -> Any:
     stream = balance_changes(
-        actor=admin, clock=runtime.clock, broker=runtime.broker, provider=runtime.payments
+        actor=admin,
+        runtime=runtime,
     )
     first = await asyncio.wait_for(anext(stream), TIMEOUT)
     return stream, first.event.balance.version
@@ -585,8 +586,7 @@ async def sent_directly(
 ) -> None:
     await send_message(
         actor=actor, inbox_id=inbox.id, to=CUSTOMER, body="Hi", idempotency_key=None,
-        region="US", clock=runtime.clock, carrier=runtime.carrier, provider=runtime.payments,
-        broker=broker or runtime.broker,
+        region="US", runtime=replace(runtime, broker=broker or runtime.broker),
     )  # fmt: skip
 
 

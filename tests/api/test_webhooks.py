@@ -13,7 +13,6 @@ from typing import Any
 import httpx
 import pytest
 
-from api.runtime import Runtime
 from api.webhooks import MAX_BODY_BYTES
 from models import Account, Inbox, LedgerEntry, Message
 from models.enums import CreditBucket, Direction, Encoding, LedgerEntryKind, MessageStatus
@@ -24,6 +23,7 @@ from services.inboxes import create_shared_inbox
 from services.messaging import send_message
 from services.payments import set_payment_method
 from services.purchases import buy_credits
+from services.runtime import Runtime
 
 SECRET = "hook-secret"
 INBOX_NUMBER = "+14155550100"
@@ -103,10 +103,7 @@ async def send(admin: Principal, inbox: Inbox, runtime: Runtime, body: str) -> M
         body=body,
         idempotency_key=None,
         region="US",
-        clock=runtime.clock,
-        carrier=runtime.carrier,
-        provider=runtime.payments,
-        broker=runtime.broker,
+        runtime=runtime,
     )
     assert sent.message.provider_message_id
     return sent.message
@@ -122,9 +119,7 @@ async def split_send(
         actor=admin,
         credits=100,
         idempotency_key="buy-1",
-        clock=runtime.clock,
-        provider=runtime.payments,
-        broker=runtime.broker,
+        runtime=runtime,
     )
     message = await send(admin, inbox, runtime, "a" * 400)
     assert await buckets(low_account.account.id) == (0, 98)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import pytest
 
-from api.runtime import Runtime
 from models import Account, Inbox, LedgerEntry, Message
 from models.enums import CreditBucket, Role
 from services.access import Principal
@@ -24,6 +23,7 @@ from services.inboxes import create_shared_inbox
 from services.messaging import Received, Sent, receive_message, record_delivery_status, send_message
 from services.payments import SavedMethod, set_payment_method
 from services.purchases import Purchase, buy_credits
+from services.runtime import Runtime
 
 INBOX_NUMBER = "+14155550100"
 CUSTOMER = "+14155550123"
@@ -123,10 +123,7 @@ async def send(
         body=body,
         idempotency_key=key,
         region=REGION,
-        clock=runtime.clock,
-        carrier=runtime.carrier,
-        provider=runtime.payments,
-        broker=runtime.broker,
+        runtime=runtime,
     )
 
 
@@ -142,9 +139,7 @@ async def receive(
         body=body,
         provider_message_id=provider_id or f"in-{next(_provider_ids)}",
         region=REGION,
-        clock=runtime.clock,
-        provider=runtime.payments,
-        broker=runtime.broker,
+        runtime=runtime,
     )
 
 
@@ -153,9 +148,7 @@ async def buy(runtime: Runtime, actor: Principal, credits: int, *, key: str = "b
         actor=actor,
         credits=credits,
         idempotency_key=key,
-        clock=runtime.clock,
-        provider=runtime.payments,
-        broker=runtime.broker,
+        runtime=runtime,
     )
 
 
@@ -165,9 +158,7 @@ async def report(runtime: Runtime, message: Message, *, delivered: bool) -> Mess
     return await record_delivery_status(
         provider_message_id=message.provider_message_id,
         delivered=delivered,
-        clock=runtime.clock,
-        broker=runtime.broker,
-        provider=runtime.payments,
+        runtime=runtime,
     )
 
 

@@ -6,7 +6,6 @@ from datetime import timedelta
 
 import pytest
 
-from api.runtime import Runtime
 from models import Inbox, LedgerEntry, Message
 from models.enums import Direction, LedgerEntryKind, Role
 from services.access import Principal
@@ -23,6 +22,7 @@ from services.history import (
 from services.inboxes import create_shared_inbox
 from services.members import create_member
 from services.messaging import receive_message, send_message
+from services.runtime import Runtime
 from tests.conftest import START
 
 
@@ -40,10 +40,7 @@ async def send(runtime: Runtime, actor: Principal, inbox: Inbox, body: str = "Hi
         body=body,
         idempotency_key=None,
         region="US",
-        clock=runtime.clock,
-        carrier=runtime.carrier,
-        provider=runtime.payments,
-        broker=runtime.broker,
+        runtime=runtime,
     )
     return sent.message
 
@@ -55,9 +52,7 @@ async def receive(runtime: Runtime, inbox: Inbox, provider_id: str) -> Message:
         body="Hello back",
         provider_message_id=provider_id,
         region="US",
-        clock=runtime.clock,
-        provider=runtime.payments,
-        broker=runtime.broker,
+        runtime=runtime,
     )
     return result.message
 

@@ -1,4 +1,9 @@
-"""The outside world the services talk to, built once per process from the settings."""
+"""The outside world the services talk to, and the process's ledger writer: one value,
+built once per process by the edge.
+
+Services that touch the outside world (the time, the carrier, the payment provider, the
+balance broker) take a `Runtime`; tests build one with a frozen clock and simulators.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,12 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from api.settings import Settings
 from services.broadcast import Broker, LocalBroker, RedisBroker
 from services.carrier import Carrier, SimulatedCarrier
 from services.clock import Clock, SystemClock
-from services.live import TokenWatch
+from services.ledger_writer import LedgerWriter
 from services.payments import PaymentProvider, SimulatedPaymentProvider
+from services.token_watch import TokenWatch
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -32,10 +37,11 @@ class Runtime:
     payments: PaymentProvider = field(default_factory=SimulatedPaymentProvider)
     broker: Broker = field(default_factory=LocalBroker)
     token_watch: TokenWatch = field(default_factory=TokenWatch)
+    ledger: LedgerWriter = field(default_factory=LedgerWriter)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Runtime:
-        return cls(broker=broker_for(settings.broadcast_url, settings.redis_namespace))
+    def for_broadcast(cls, url: str, namespace: str = "") -> Runtime:
+        return cls(broker=broker_for(url, namespace))
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -44,5 +50,6 @@ class Runtime:
         try:
             yield
         finally:
+            await self.ledger.aclose()
             await self.token_watch.aclose()
             await self.broker.stop()
