@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
+import os
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,6 +15,7 @@ import pytest
 import websockets
 
 from api import cli
+from api.settings import Settings
 from tests.live_server import TALLY, Server, tally_serve
 
 TRANSPORT_WS = websockets.Subprotocol("graphql-transport-ws")
@@ -190,3 +193,88 @@ async def test_connections_to_tally_serve_s_socket_send_without_nagle_delay() ->
         _, writer = await asyncio.open_connection(*listener.getsockname()[:2])
         assert await asyncio.wait_for(nodelay, 5) != 0
         writer.close()
+
+
+async def run_tally(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        TALLY, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_migrate_names_the_migrations_it_applied(server: Server, tmp_path: Path) -> None:
+    env = {**server.env, "TALLY_DATABASE_URL": f"sqlite://{tmp_path}/m.db"}
+    _, _, first = await run_tally(env, "migrate")
+    _, _, again = await run_tally(env, "migrate")
+    assert "applied migrations: 0001_initial, 0002_credits_and_messages" in first
+    assert "database is up to date" not in first
+    assert "database is up to date" in again
+    assert "applied migrations" not in again
+    # and Tortoise's own shutdown lines stay out of the default log
+    assert "Tortoise-ORM shutdown" not in first + again
+
+
+async def test_serve_on_a_port_in_use_stops_before_migrating_or_seeding(
+    server: Server, tmp_path: Path
+) -> None:
+    port = server.url.rsplit(":", 1)[1]
+    env = {**server.env, "TALLY_DATABASE_URL": f"sqlite://{tmp_path}/never.db"}
+    status, out, _ = await run_tally(env, "serve", "--port", port, "--seed-demo")
+    assert status == 2
+    assert out == ""
+    assert not (tmp_path / "never.db").exists()
+
+
+async def test_export_links_name_the_port_the_server_listens_on(server: Server) -> None:
+    created = await server.new_account("Links")
+    made = await query(
+        server,
+        created["token"],
+        "mutation { createUsageExport(input: {}) { export { url } } }",
+        {},
+    )
+    assert made["data"]["createUsageExport"]["export"]["url"].startswith(server.url + "/exports/")
+
+
+def test_every_option_of_every_command_is_described_with_its_default() -> None:
+    parser = cli._parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in commands.choices.items():
+        text = command.format_help()
+        for action in command._actions:
+            if action.dest == "help":
+                continue
+            assert action.help, f"tally {name} {action.option_strings} has no description"
+            if action.default is not None and not action.required:
+                assert f"(default: {action.default})" in " ".join(text.split()), (name, action.dest)
+
+
+def test_uvicorn_writes_no_access_line_of_its_own() -> None:
+    # api/access_log.py writes one line per request; uvicorn's would be a second.
+    args = cli._parser().parse_args(["serve"])
+    assert cli.server_config(args, Settings()).access_log is False
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [
+        ("127.0.0.1", "http://127.0.0.1:8001"),
+        ("0.0.0.0", "http://127.0.0.1:8001"),
+        ("::", "http://[::1]:8001"),
+        ("tally.internal", "http://tally.internal:8001"),
+    ],
+)
+def test_the_public_url_follows_host_and_port_when_unset(
+    monkeypatch: pytest.MonkeyPatch, host: str, url: str
+) -> None:
+    monkeypatch.delenv("TALLY_PUBLIC_URL", raising=False)
+    assert cli._follow_public_url(host, 8001) == url
+    # the workers read it from the environment
+    assert os.environ["TALLY_PUBLIC_URL"] == url
+
+
+def test_a_public_url_that_is_set_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TALLY_PUBLIC_URL", "https://sms.example/")
+    assert cli._follow_public_url("0.0.0.0", 8001) == "https://sms.example"
