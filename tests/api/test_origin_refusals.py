@@ -6,8 +6,7 @@ import httpx
 import pytest
 import websockets
 
-from tests.api.conftest import Live
-from tests.api.test_subscriptions import TRANSPORT_WS
+from tests.api.test_subscriptions import TRANSPORT_WS, Live
 
 APP_ORIGIN = "http://localhost:5173"
 PREFLIGHT = {
