@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck unit schema migrations bench bench-send bench-usage bench-fanout bench-load clean
+.PHONY: install run test lint typecheck unit schema migrations screenshots vendor bench bench-send bench-usage bench-fanout bench-load clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Tally needs Python 3.11+"'
@@ -39,6 +39,15 @@ test: lint typecheck unit
 # Write the committed schema.graphql from the code.
 schema: install
 	$(BIN)/tally export-schema > schema.graphql
+
+# The README's pictures of the dashboard: docs/screenshot-{analytics,billing}.png, from a
+# fresh demo account in Debian's chromium (apt-get install chromium).
+screenshots: install
+	$(BIN)/python scripts/screenshots.py
+
+# Refresh the npm packages under api/assets/vendor/ (needs Node's npm; run and test do not).
+vendor:
+	$(PYTHON) scripts/vendor.py
 
 # After a model change: write the next migration into models/migrations/.
 migrations: install

@@ -41,7 +41,7 @@ const TEMPLATE = html`<h1 tabindex="-1">Billing</h1>
       <span class="change">reset each month, do not roll over</span></div>
     <div class="figure card"><dt>Purchased credits</dt><dd data-balance="purchasedCredits">–</dd>
       <span class="change">never expire</span></div>
-    <div class="figure card"><dt>Period ends</dt><dd data-balance="periodEnd">–</dd></div>
+    <div class="figure card"><dt>Period ends</dt><dd class="when" data-balance="periodEnd">–</dd></div>
   </dl>
   <p class="live" id="live-state" aria-live="polite">Connecting…</p>
   <p id="plan"></p>
