@@ -91,6 +91,8 @@ export function renderCompose(main) {
     try {
       const result = (await request(SEND, { input })).sendMessage;
       if (stopped) return;
+      // An answer settles this key; only a send whose answer was lost is retried with it.
+      key = idempotencyKey();
       showUserErrors(result.userErrors, fields, $("#send-status"));
       if (result.message) {
         const m = result.message;
@@ -98,7 +100,6 @@ export function renderCompose(main) {
           `Sent to ${m.to}: ${count(m.segments)} segments, ${count(m.credits)} credits. ` +
           `Balance: ${count(result.balance.total)} credits.`;
         $("#message").value = "";
-        key = idempotencyKey();
         countSegments();
       }
     } catch (error) {
