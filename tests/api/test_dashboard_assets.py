@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import re
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from pathlib import Path
 
 import httpx
 import pytest
@@ -116,3 +119,24 @@ async def test_loading_the_app_and_graphiql_never_meets_the_per_ip_limit(
     # while a query without a token still counts
     statuses = [(await limited.get("/graphql?query={__typename}")).status_code for _ in range(3)]
     assert statuses == [200, 200, 429]
+
+
+def test_every_vendored_package_is_the_pinned_version_with_its_license(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    vendor_script = Path(__file__).resolve().parents[2] / "scripts" / "vendor.py"
+    spec = importlib.util.spec_from_file_location("vendor", vendor_script)
+    assert spec is not None
+    assert spec.loader is not None
+    vendor = importlib.util.module_from_spec(spec)
+    # dataclasses look their module up while the module runs
+    monkeypatch.setitem(sys.modules, spec.name, vendor)
+    spec.loader.exec_module(vendor)
+    folders = {p.name for p in vendor.VENDOR.iterdir() if p.is_dir()}
+    assert folders == {package.folder for package in vendor.PACKAGES}
+    for package in vendor.PACKAGES:
+        folder = vendor.VENDOR / package.folder
+        assert (folder / "VERSION").read_text() == f"{package.name}@{package.version}\n"
+        assert (folder / "LICENSE").read_text().strip()
+        for name in package.files.values():
+            assert (folder / name).is_file(), name
