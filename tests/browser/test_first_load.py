@@ -13,6 +13,7 @@ import json
 import os
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 from playwright.async_api import Page, expect
 
@@ -40,6 +41,21 @@ async def test_graphiql_works_offline_and_opens_on_a_tally_example(tabs: Tabs, d
     await expect(editor).to_contain_text("query Overview")
     await expect(editor).to_contain_text("balanceChanged")
     await expect(page.get_by_text("Welcome to GraphiQL")).to_have_count(0)
+
+
+async def test_graphiql_runs_queries_and_subscriptions_with_the_token_of_its_headers(
+    tabs: Tabs, demo: Demo
+) -> None:
+    page = await tabs.open()
+    headers = json.dumps({"Authorization": f"Bearer {demo.admin}"})
+    for document, expected in (
+        ("{ viewer { name } }", '"name": "Ada Admin"'),
+        ("subscription { balanceChanged { balance { total } } }", '"balanceChanged"'),
+    ):
+        query = urlencode({"q": document, "headers": headers})
+        await page.goto(f"{demo.server.url}/graphql?{query}")
+        await page.locator(".graphiql-execute-button").click()
+        await expect(page.locator(".graphiql-response")).to_contain_text(expected)
 
 
 async def test_signing_in_with_the_keyboard(tabs: Tabs, demo: Demo) -> None:
