@@ -132,20 +132,20 @@ async def commit(runtime: Runtime, account_id: int, rule: Rule[T]) -> Committed[
 
     async def work(conn: BaseDBAsyncClient, account: Account) -> _Outcome[T]:
         now = runtime.clock.now()
-        changes = []
-        if allotments.is_due(account, now):
-            due = Tx(conn, account, now)
-            await allotments.apply_due_months(due)
-            changes.append(await _finish(due))
+        month = await _apply_due_months(conn, account, now)
         tx = Tx(conn, account, now)
+        if month is None:
+            value, change = await _run(rule, tx)
+            changes = [] if change is None else [change]
+            return _Outcome(value, changes, bool(changes) and _recharge_due(account, tx.entries))
+        # The month commits even when the rule fails: it is a change of its own.
         try:
             async with savepoint(conn, account, "rule"):
-                value = await rule(tx)
-                if tx.entries:
-                    changes.append(await _finish(tx))
+                value, change = await _run(rule, tx)
         except Exception as error:
-            return _Outcome(None, changes, bool(changes) and _recharge_due(account, ()), error)
-        return _Outcome(value, changes, bool(changes) and _recharge_due(account, tx.entries))
+            return _Outcome(None, [month], _recharge_due(account, ()), error)
+        changes = [month] if change is None else [month, change]
+        return _Outcome(value, changes, _recharge_due(account, tx.entries))
 
     outcome = await runtime.ledger.submit(account_id, work)
     recharge = await _after_commit(runtime, account_id, outcome)
@@ -200,6 +200,22 @@ async def _lock_account(account_id: int) -> Account:
     BEGIN IMMEDIATE and so already holds the database's write lock.
     """
     return await Account.select_for_update().get(id=account_id)
+
+
+async def _apply_due_months(
+    conn: BaseDBAsyncClient, account: Account, now: datetime
+) -> Change | None:
+    if not allotments.is_due(account, now):
+        return None
+    tx = Tx(conn, account, now)
+    await allotments.apply_due_months(tx)
+    return await _finish(tx)
+
+
+async def _run(rule: Rule[T], tx: Tx) -> tuple[T, Change | None]:
+    """The rule's value, and its change when it posted anything."""
+    value = await rule(tx)
+    return value, (await _finish(tx) if tx.entries else None)
 
 
 async def _nothing(tx: Tx) -> None:

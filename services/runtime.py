@@ -16,6 +16,7 @@ from services.carrier import Carrier, SimulatedCarrier
 from services.clock import Clock, SystemClock
 from services.ledger_writer import LedgerWriter
 from services.payments import PaymentProvider, SimulatedPaymentProvider
+from services.token_cache import TokenCache
 from services.token_watch import TokenWatch
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -38,6 +39,11 @@ class Runtime:
     broker: Broker = field(default_factory=LocalBroker)
     token_watch: TokenWatch = field(default_factory=TokenWatch)
     ledger: LedgerWriter = field(default_factory=LedgerWriter)
+    tokens: TokenCache = field(default_factory=TokenCache)
+
+    def __post_init__(self) -> None:
+        self.broker.on_revocation(self.tokens.forget)
+        self.broker.on_revocation(self.token_watch.revoked)
 
     @classmethod
     def for_broadcast(cls, url: str, namespace: str = "") -> Runtime:

@@ -47,6 +47,20 @@ class TokenWatch:
 
         return stop
 
+    def revoked(self, token_id: int | None) -> None:
+        """A revocation heard from the broker: close that token's connections now, rather
+        than at the next check (None: some may have been missed; the check finds them)."""
+        if token_id is None:
+            return
+        for on_revoked in self._watched.pop(token_id, []):
+            asyncio.get_running_loop().create_task(self._call(on_revoked))
+
+    async def _call(self, on_revoked: OnRevoked) -> None:
+        try:
+            await on_revoked()
+        except Exception:  # e.g. the connection closed meanwhile
+            log.debug("closing a connection of a revoked token failed", exc_info=True)
+
     async def _run(self) -> None:
         while self._watched:
             await asyncio.sleep(self._interval)
@@ -63,10 +77,7 @@ class TokenWatch:
             if token_id in live:
                 continue
             for on_revoked in self._watched.pop(token_id, []):
-                try:
-                    await on_revoked()
-                except Exception:  # e.g. the connection closed meanwhile
-                    log.debug("closing a connection of a revoked token failed", exc_info=True)
+                await self._call(on_revoked)
 
     async def aclose(self) -> None:
         if self._task is not None:
