@@ -26,5 +26,5 @@ async def test_a_ninety_day_report_takes_two_statements(api: Api, account: NewAc
     assert len(body["data"]["account"]["usage"]["series"]) == 90
     assert len(sql) == 2, sql
     account_row, sums = sql
-    assert "FROM \"account\"" in account_row
+    assert 'FROM "account"' in account_row
     assert "FROM usage_account_day" in sums
