@@ -9,7 +9,9 @@ from playwright.async_api import Page, WebSocketRoute, expect
 from tests.browser.conftest import Demo, Tabs, sign_in
 
 BALANCE = "{ account { balance { total subscriptionCredits purchasedCredits } } }"
-INBOXES = "{ account { inboxes { id name kind } } }"
+BUY = """mutation($i: BuyCreditsInput!) {
+  buyCredits(input: $i) { balance { total } userErrors { message } }
+}"""
 
 
 async def open_billing(tabs: Tabs, demo: Demo) -> Page:
@@ -110,7 +112,7 @@ async def test_the_live_balance_reconnects_and_catches_up_after_a_server_restart
     await expect(page.get_by_text("Reconnecting…")).to_be_visible()
     bought = await demo.graphql(
         demo.admin,
-        "mutation($i: BuyCreditsInput!) { buyCredits(input: $i) { balance { total } userErrors { message } } }",
+        BUY,
         {"i": {"credits": 100, "idempotencyKey": "reconnect-test"}},
     )
     assert bought["buyCredits"]["userErrors"] == []
