@@ -19,6 +19,8 @@ async def open_billing(tabs: Tabs, demo: Demo) -> Page:
     await sign_in(page, demo, demo.admin)
     await page.get_by_role("navigation", name="Main").get_by_role("link", name="Billing").click()
     await expect(page.get_by_text("Live", exact=True)).to_be_visible()
+    # the figures arrive with the first event or the overview, whichever is first
+    await expect(total_credits(page)).not_to_have_text("–")
     return page
 
 
