@@ -3,12 +3,20 @@
 The shell names every asset by its fingerprinted URL (api/static_files.py) and carries
 an import map, so the modules' relative imports reach fingerprinted files too. It is
 itself revalidated on every load (`no-cache`), so a new release shows at once.
+
+The page holds an API token, so its Content-Security-Policy allows scripts from Tally
+only (and the import map, by its hash), connections to Tally only, and no framing: an
+injected script or a look-alike page elsewhere gets nothing. Styles may be inline, as
+uPlot sets them on its elements.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
 import json
+from dataclasses import dataclass
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -20,14 +28,19 @@ SHELL = "app/index.html"
 APP_PATH = "/app/"
 
 
+@dataclass(frozen=True, slots=True)
+class Shell:
+    html: str
+    content_security_policy: str
+
+
 @functools.cache
-def shell() -> str:
-    """The shell's HTML with its asset URLs filled in."""
-    # "</" cannot appear in JSON written by json.dumps from these paths, which are ASCII
-    # file names; the import map is a plain <script> body.
+def shell() -> Shell:
+    """The shell's HTML with its asset URLs filled in, and the policy that fits it."""
     modules: dict[str, str] = {}
     for folder in ("app", "vendor/graphql-ws", "vendor/uplot"):
         modules |= static_files.import_map(folder)
+    # ASCII file names: json.dumps cannot write "</script>" from them.
     imports = json.dumps({"imports": modules})
     values = {
         "uplot_css": static_files.url("vendor/uplot/uPlot.min.css"),
@@ -35,11 +48,26 @@ def shell() -> str:
         "main_js": static_files.url("app/main.js"),
         "import_map": imports,
     }
-    return static_files.page(SHELL, values)
+    digest = base64.b64encode(hashlib.sha256(imports.encode()).digest()).decode()
+    policy = "; ".join(
+        [
+            "default-src 'none'",
+            f"script-src 'self' 'sha256-{digest}'",
+            "style-src 'self' 'unsafe-inline'",
+            "img-src 'self' data:",
+            "connect-src 'self'",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ]
+    )
+    return Shell(static_files.page(SHELL, values), policy)
 
 
 async def app_shell(request: Request) -> Response:
-    return HTMLResponse(shell(), headers={"Cache-Control": "no-cache"})
+    page = shell()
+    headers = {"Cache-Control": "no-cache", "Content-Security-Policy": page.content_security_policy}
+    return HTMLResponse(page.html, headers=headers)
 
 
 async def to_app(request: Request) -> Response:

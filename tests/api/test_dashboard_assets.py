@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import importlib.util
 import re
 import sys
@@ -140,3 +142,20 @@ def test_every_vendored_package_is_the_pinned_version_with_its_license(
         assert (folder / "LICENSE").read_text().strip()
         for name in package.files.values():
             assert (folder / name).is_file(), name
+
+
+async def test_the_shell_allows_scripts_and_connections_to_tally_only(
+    client: httpx.AsyncClient,
+) -> None:
+    shell = await client.get("/app/")
+    policy = dict(
+        directive.strip().split(" ", 1)
+        for directive in shell.headers["content-security-policy"].split(";")
+    )
+    import_map = re.search(r'<script type="importmap">(.*?)</script>', shell.text, re.S)
+    assert import_map is not None
+    digest = base64.b64encode(hashlib.sha256(import_map.group(1).encode()).digest()).decode()
+    assert policy["script-src"] == f"'self' 'sha256-{digest}'"
+    assert policy["connect-src"] == "'self'"
+    assert policy["default-src"] == "'none'"
+    assert policy["frame-ancestors"] == "'none'"

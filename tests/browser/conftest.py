@@ -16,7 +16,14 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, Playwright, Route, async_playwright
+from playwright.async_api import (
+    Browser,
+    ConsoleMessage,
+    Page,
+    Playwright,
+    Route,
+    async_playwright,
+)
 
 from tests.live_server import Server, tally_serve
 
@@ -115,7 +122,13 @@ class Tabs:
         page = await context.new_page()
         await page.route("**/*", self._only_tally)
         page.on("pageerror", lambda error: self.errors.append(str(error)))
+        page.on("console", self._policy_violations)
         return page
+
+    def _policy_violations(self, message: ConsoleMessage) -> None:
+        # Chromium reports what the Content-Security-Policy refused on the console.
+        if message.type == "error" and "Content Security Policy" in message.text:
+            self.errors.append(message.text)
 
     async def _only_tally(self, route: Route) -> None:
         url = route.request.url
@@ -133,7 +146,7 @@ async def tabs(browser: Browser, demo: Demo) -> AsyncIterator[Tabs]:
     for context in browser.contexts:
         await context.close()
     assert opened.refused == [], "the page asked for something other than Tally"
-    assert opened.errors == [], "the page raised errors"
+    assert opened.errors == [], "the page raised errors or broke its security policy"
 
 
 async def sign_in(page: Page, demo: Demo, token: str) -> None:
@@ -147,5 +160,6 @@ async def reload_report(page: Page, change: Any) -> None:
     before = await page.locator("main").get_attribute("data-loaded") or "0"
     await change
     await page.wait_for_function(
-        f"Number(document.querySelector('main').dataset.loaded) > {int(before)}"
+        "(before) => Number(document.querySelector('main').dataset.loaded) > before",
+        arg=int(before),
     )
