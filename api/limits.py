@@ -65,7 +65,7 @@ def http_middleware(settings: Settings, clock: Clock | None = None) -> list[Midd
     return [
         Middleware(AccessLog),
         Middleware(SecurityHeaders),
-        Middleware(OriginRefusalLog),
+        Middleware(OriginRefusalLog, allowed_origins=settings.allowed_origins),
         Middleware(
             CORSMiddleware,
             allow_origins=settings.allowed_origins,

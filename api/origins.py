@@ -22,15 +22,19 @@ MAX_REPORTED = 100
 
 
 class OriginRefusalLog:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, allowed_origins: tuple[str, ...]) -> None:
         self.app = app
+        self.allowed = frozenset(allowed_origins)
         self.reported: set[str] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         origin = (
             Headers(scope=scope).get("origin") if scope["type"] in {"http", "websocket"} else None
         )
-        if origin is None or not _is_cross_origin_attempt(scope):
+        # An allowed origin refused for something else (a header CORS does not allow)
+        # is not this line's business.
+        allowed = origin in self.allowed or "*" in self.allowed
+        if origin is None or allowed or not _is_cross_origin_attempt(scope):
             await self.app(scope, receive, send)
             return
         accepted = False

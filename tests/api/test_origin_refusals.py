@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import httpx
 import pytest
 import websockets
 
+from api.app import create_app
+from api.settings import Settings
+from services.runtime import Runtime
 from tests.api.test_subscriptions import TRANSPORT_WS, Live
 
 APP_ORIGIN = "http://localhost:5173"
@@ -57,4 +62,19 @@ async def test_a_same_origin_page_and_a_plain_request_log_nothing(
         await client.post(
             "/graphql", json={"query": "{ __typename }"}, headers={"Origin": APP_ORIGIN}
         )
+    assert refusals(caplog) == []
+
+
+async def test_an_allowed_origin_refused_for_a_header_logs_nothing(
+    settings: Settings, runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(
+        replace(settings, allowed_origins=(APP_ORIGIN,)), runtime=runtime, manage_database=False
+    )
+    transport = httpx.ASGITransport(app=app)
+    headers = {**PREFLIGHT, "Access-Control-Request-Headers": "X-Unheard-Of"}
+    with caplog.at_level("WARNING", logger="tally"):
+        async with httpx.AsyncClient(transport=transport, base_url="http://tally.test") as http:
+            response = await http.options("/graphql", headers=headers)
+    assert response.status_code == 400
     assert refusals(caplog) == []
