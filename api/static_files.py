@@ -16,7 +16,7 @@ import hashlib
 import mimetypes
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -51,8 +51,10 @@ class Asset:
     @property
     def url(self) -> str:
         """The fingerprinted URL."""
-        stem, dot, ext = self.path.rpartition(".")
-        return f"{PREFIX}{stem}.{self.digest}{dot}{ext}" if dot else f"{PREFIX}{self.path}"
+        path = PurePosixPath(self.path)
+        if not path.suffix:
+            return f"{PREFIX}{self.path}"
+        return f"{PREFIX}{path.with_suffix('')}.{self.digest}{path.suffix}"
 
 
 @functools.cache
@@ -60,11 +62,14 @@ def _files() -> frozenset[str]:
     return frozenset(p.relative_to(ROOT).as_posix() for p in ROOT.rglob("*") if p.is_file())
 
 
-@functools.cache
 def asset(path: str) -> Asset | None:
     """The file at `path` under api/assets/, or None when there is none."""
-    if path not in _files():
-        return None
+    # Checked before the cache, which would otherwise keep every path a client made up.
+    return _load(path) if path in _files() else None
+
+
+@functools.cache
+def _load(path: str) -> Asset:
     body = (ROOT / path).read_bytes()
     suffix = Path(path).suffix
     media_type = _MEDIA_TYPES.get(suffix) or mimetypes.guess_type(path)[0] or "text/plain"
