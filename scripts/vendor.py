@@ -90,8 +90,9 @@ def fetch(package: Package, workdir: Path) -> tarfile.TarFile:
 
 
 def contents(package: Package, archive: tarfile.TarFile) -> dict[str, bytes]:
+    """File name under vendor/<folder>/ -> bytes: the listed files, LICENSE and VERSION."""
     wanted = {**package.files, package.license: "LICENSE"}
-    found: dict[str, bytes] = {}
+    found = {"VERSION": f"{package.name}@{package.version}\n".encode()}
     for source, target in wanted.items():
         member = archive.extractfile(f"package/{source}")
         if member is None:
@@ -100,25 +101,34 @@ def contents(package: Package, archive: tarfile.TarFile) -> dict[str, bytes]:
     return found
 
 
+def differing(folder: Path, files: dict[str, bytes]) -> list[str]:
+    return [
+        str(folder / name)
+        for name, data in files.items()
+        if not (folder / name).is_file() or (folder / name).read_bytes() != data
+    ]
+
+
+def write(folder: Path, files: dict[str, bytes]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="compare, write nothing")
     args = parser.parse_args()
-    stale = []
+    stale: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
         for package in PACKAGES:
-            files = contents(package, fetch(package, Path(tmp)))
+            with fetch(package, Path(tmp)) as archive:
+                files = contents(package, archive)
             folder = VENDOR / package.folder
-            for name, data in files.items():
-                path = folder / name
-                if args.check:
-                    if not path.is_file() or path.read_bytes() != data:
-                        stale.append(str(path))
-                    continue
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(data)
-            if not args.check:
-                (folder / "VERSION").write_text(f"{package.name}@{package.version}\n")
+            if args.check:
+                stale += differing(folder, files)
+            else:
+                write(folder, files)
             sys.stdout.write(f"{package.name}@{package.version}: integrity ok\n")
     if stale:
         sys.stderr.write("vendor: out of date: " + ", ".join(stale) + "\n")
