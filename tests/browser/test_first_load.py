@@ -77,6 +77,34 @@ async def test_signing_in_with_the_keyboard(tabs: Tabs, demo: Demo) -> None:
     assert await page.evaluate("sessionStorage.getItem('tally.token')") is None
 
 
+async def tab_to(page: Page, name: str) -> None:
+    """Press Tab until the element named `name` has focus (at most 30 times)."""
+    for _ in range(30):
+        await page.keyboard.press("Tab")
+        focused = await page.evaluate(
+            "document.activeElement.labels?.[0]?.textContent ?? document.activeElement.textContent"
+        )
+        if focused.strip() == name:
+            return
+    raise AssertionError(f"Tab never reached {name!r}")
+
+
+async def test_composing_a_message_with_the_keyboard_alone(tabs: Tabs, demo: Demo) -> None:
+    page = await tabs.open()
+    await sign_in(page, demo, demo.member)
+    await tab_to(page, "Compose")
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("heading", name="Compose")).to_be_visible()
+    await tab_to(page, "To")
+    await page.keyboard.type("+1 415 555 0123")
+    await tab_to(page, "Message")
+    await page.keyboard.type("On my way")
+    await expect(page.locator("#counter")).to_contain_text("1 segment")
+    await tab_to(page, "Send")
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("status")).to_contain_text("Sent to +14155550123")
+
+
 async def test_at_375_px_the_menu_folds_the_navigation_and_nothing_overflows(
     tabs: Tabs, demo: Demo
 ) -> None:
