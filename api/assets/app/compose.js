@@ -30,7 +30,7 @@ const TEMPLATE = html`<h1 tabindex="-1">Compose</h1>
       <textarea id="message" aria-describedby="counter body-error"></textarea>
       <p class="counter" id="counter" aria-live="polite">0 segments</p>
       <p class="error" id="body-error" role="alert"></p></div>
-    <button type="submit">Send</button>
+    <button type="submit" disabled>Send</button>
     <p class="status" id="send-status" role="status"></p>
   </form>`;
 
@@ -112,6 +112,9 @@ export function renderCompose(main) {
   request(INBOXES)
     .then(({ account }) => {
       if (stopped) return;
+      // Send waits for the inboxes: without one, a send could only be refused.
+      $("#compose button").disabled = account.inboxes.length === 0;
+      if (account.inboxes.length === 0) $("#from-error").textContent = "No inbox to send from.";
       $("#from-inbox").innerHTML = account.inboxes
         .map((i) => html`<option value="${escape(i.id)}">${escape(i.name)} (${escape(i.phoneNumber)})</option>`)
         .join("");
