@@ -100,6 +100,7 @@ async def test_composing_a_message_with_the_keyboard_alone(tabs: Tabs, demo: Dem
     await tab_to(page, "Message")
     await page.keyboard.type("On my way")
     await expect(page.locator("#counter")).to_contain_text("1 segment")
+    await expect(page.get_by_role("button", name="Send")).to_be_enabled()
     await tab_to(page, "Send")
     await page.keyboard.press("Enter")
     await expect(page.get_by_role("status")).to_contain_text("Sent to +14155550123")
