@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck unit schema migrations screenshots vendor bench bench-send bench-usage bench-fanout bench-load clean
+.PHONY: install run test lint typecheck unit schema migrations screenshots vendor bench bench-send bench-usage bench-fanout bench-load bench-import clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Tally needs Python 3.11+"'
@@ -80,7 +80,12 @@ bench-fanout: install
 bench-load: install
 	$(BIN)/python bench/load.py
 
-bench: bench-send bench-usage bench-fanout bench-load
+# History import: `tally import-messages` of 100,000 and 1,000,000 JSON lines, wall time and
+# peak RSS, on SQLite and (when it answers at 127.0.0.1:5432) PostgreSQL; about 3 minutes.
+bench-import: install
+	$(BIN)/python bench/importing.py
+
+bench: bench-send bench-usage bench-fanout bench-load bench-import
 
 clean:
 	rm -rf $(VENV) var

@@ -1,24 +1,31 @@
-"""The `tally` command: serve, migrate, create-account, seed-demo, export-schema."""
+"""The `tally` command: serve, migrate, create-account, seed-demo, import-messages,
+export-schema."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
+import shutil
 import socket
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Never
 
 import uvicorn
+from tqdm import tqdm
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from api.settings import Settings
 from models.db import close_database, migrate_database, open_database
 from models.enums import WeekStart
-from services import accounts, demo
+from services import accounts, demo, importing
 from services.clock import SystemClock
 from services.errors import TallyError
 
@@ -236,6 +243,86 @@ async def _seed_and_print(settings: Settings, public_url: str) -> int:
     return 0
 
 
+class _ProgressBars:
+    """tqdm bars on stderr, one per pass of an import (importing.ImportProgress)."""
+
+    def __init__(self) -> None:
+        self.bar: tqdm[Never] | None = None
+
+    def stage(self, name: str, total_bytes: int) -> None:
+        self.close()
+        self.bar = tqdm(
+            total=total_bytes, desc=name, unit="B", unit_scale=True, file=sys.stderr, leave=True
+        )
+
+    def advance(self, count: int) -> None:
+        if self.bar is not None:
+            self.bar.update(count)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def import_messages(args: argparse.Namespace, settings: Settings) -> int:
+    with contextlib.ExitStack() as stack:
+        try:
+            path = _readable(args.file, stack)
+        except OSError as error:
+            sys.stderr.write(f"tally: cannot read {args.file}: {error.strerror or error}\n")
+            return 2
+        bars = _ProgressBars()
+        stack.callback(bars.close)
+
+        async def work() -> int:
+            try:
+                result = await importing.import_messages(
+                    account_id=args.account_id,
+                    path=path,
+                    region=settings.default_region,
+                    clock=SystemClock(),
+                    dry_run=args.dry_run,
+                    progress=bars,
+                )
+            except importing.ImportRejected as rejected:
+                bars.close()
+                for problem in rejected.problems:
+                    sys.stderr.write(f"line {problem.line}: {problem.reason}\n")
+                if rejected.total > len(rejected.problems):
+                    more = rejected.total - len(rejected.problems)
+                    sys.stderr.write(f"… and {more:,} more bad line(s)\n")
+                sys.stderr.write("tally: nothing was imported\n")
+                return 2
+            bars.close()
+            counts = {"imported": result.imported, "skipped": result.skipped}
+            if args.json:
+                sys.stdout.write(json.dumps(counts) + "\n")
+            else:
+                verb = "Would import" if args.dry_run else "Imported"
+                sys.stdout.write(
+                    f"{verb} {result.imported:,} message(s); skipped {result.skipped:,} "
+                    "already there.\n"
+                )
+            return 0
+
+        return _with_database(settings, work)
+
+
+def _readable(name: str, stack: contextlib.ExitStack) -> Path:
+    """The file to import; stdin (``-``) is copied to a temporary file first, since the
+    import reads its input twice (checked whole before anything is written)."""
+    if name != "-":
+        path = Path(name)
+        with path.open("rb"):  # unreadable files fail here, before the database opens
+            pass
+        return path
+    spool = stack.enter_context(tempfile.NamedTemporaryFile(prefix="tally-import-"))
+    shutil.copyfileobj(sys.stdin.buffer, spool)
+    spool.flush()
+    return Path(spool.name)
+
+
 def export_schema(args: argparse.Namespace, settings: Settings) -> int:
     from schema import schema
 
@@ -308,6 +395,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=int, default=730, help="with --messages: days of history")
     p.add_argument("--json", action="store_true", help="with --messages: print one JSON object")
     p.set_defaults(run=seed_demo)
+
+    p = _command(
+        commands, "import-messages", "Import message history from a JSON Lines file (- for stdin)."
+    )
+    p.add_argument("--account-id", type=int, required=True, help="the account to import into")
+    p.add_argument("--dry-run", action="store_true", help="check and count; write nothing")
+    p.add_argument("--json", action="store_true", help='print {"imported", "skipped"} on stdout')
+    p.add_argument("file", help="JSON Lines, one message a line; - reads stdin")
+    p.set_defaults(run=import_messages)
 
     p = _command(commands, "export-schema", "Print the GraphQL schema (SDL).")
     p.set_defaults(run=export_schema)

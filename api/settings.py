@@ -7,6 +7,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from api.client_address import Network, trusted_networks
+
 log = logging.getLogger("tally")
 
 DEV_SECRET = "dev-only-secret-change-me"
@@ -48,6 +50,8 @@ class Settings:
     max_usage_buckets: int = 20_000
     rate_limit_per_token: int = 1200
     rate_limit_per_ip: int = 120
+    # Proxies whose X-Forwarded-For is believed (api/client_address.py); none by default.
+    trusted_proxies: tuple[Network, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -74,6 +78,7 @@ class Settings:
                 env.get("TALLY_RATE_LIMIT_PER_TOKEN"), defaults.rate_limit_per_token
             ),
             rate_limit_per_ip=_int(env.get("TALLY_RATE_LIMIT_PER_IP"), defaults.rate_limit_per_ip),
+            trusted_proxies=trusted_networks(env.get("TALLY_TRUSTED_PROXIES")),
         )
 
     def warn_about_defaults(self) -> None:

@@ -1,6 +1,7 @@
 """Tortoise models: the tables of Tally. Only services/ queries them."""
 
 from models.accounts import Account, ApiToken, Inbox, InboxAccess, Member
+from models.audit import AuditEntry
 from models.credits import (
     AutoRecharge,
     IdempotencyRecord,
@@ -14,6 +15,7 @@ from models.usage import UsageAccountDay, UsageDay, UsageMonth
 __all__ = [
     "Account",
     "ApiToken",
+    "AuditEntry",
     "AutoRecharge",
     "IdempotencyRecord",
     "Inbox",

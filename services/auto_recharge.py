@@ -27,9 +27,10 @@ from tortoise.transactions import in_transaction
 
 from models import Account, LedgerEntry
 from models.credits import AutoRecharge, RechargeState
-from models.enums import CreditBucket, LedgerEntryKind
-from services import ledger, sql
+from models.enums import AuditAction, CreditBucket, LedgerEntryKind
+from services import audit, ledger, sql
 from services.access import Principal, require_admin
+from services.audit import audited
 from services.balance import Change, Posting
 from services.clock import Clock
 from services.errors import InvalidValue, PaymentDeclined, PaymentMethodRequired
@@ -106,16 +107,30 @@ async def update_auto_recharge(
     ):
         if _checked(field, value) is not None:
             changes[column] = value
-    account = await Account.get(id=actor.account_id)
-    if enabled:
-        if saved_method(account) is None:
-            raise PaymentMethodRequired(
-                "Save a payment method before turning auto-recharge on.", field="enabled"
-            )
-        # Turning it on again is the admin's answer to earlier declines: count afresh.
-        changes["auto_recharge_failures"] = 0
-    await Account.filter(id=account.id).update(**changes)
+    action = AuditAction.AUTO_RECHARGE_UPDATED
+    async with audited(actor=actor, action=action, clock=clock) as entry:
+        account = await Account.select_for_update().get(id=actor.account_id)
+        if enabled:
+            if saved_method(account) is None:
+                raise PaymentMethodRequired(
+                    "Save a payment method before turning auto-recharge on.", field="enabled"
+                )
+            # Turning it on again is the admin's answer to earlier declines: count afresh.
+            changes["auto_recharge_failures"] = 0
+        await Account.filter(id=account.id).update(**changes)
+        entry.before = _settings(account)
+        entry.after = _settings(await Account.get(id=account.id))
     return await auto_recharge_state(await Account.get(id=account.id), clock=clock)
+
+
+def _settings(account: Account) -> dict[str, object]:
+    """The rules as updateAutoRecharge's input names them (for the audit log)."""
+    return {
+        "enabled": account.auto_recharge_enabled,
+        "thresholdCredits": account.auto_recharge_threshold,
+        "rechargeCredits": account.auto_recharge_credits,
+        "maxRechargesPerPeriod": account.auto_recharge_max_per_period,
+    }
 
 
 async def maybe_auto_recharge(
@@ -276,9 +291,20 @@ async def _record_decline(recharge: AutoRecharge, *, reason: str, now: datetime)
             auto_recharge_failures=F("auto_recharge_failures") + 1,
             auto_recharge_last_failure=reason,
         )
-        await Account.filter(
-            id=recharge.account_id, auto_recharge_failures__gte=FAILURES_BEFORE_OFF
+        turned_off = await Account.filter(
+            id=recharge.account_id,
+            auto_recharge_failures__gte=FAILURES_BEFORE_OFF,
+            auto_recharge_enabled=True,
         ).update(auto_recharge_enabled=False)
+        if turned_off:
+            await audit.record(
+                account_id=recharge.account_id,
+                actor=None,
+                action=AuditAction.AUTO_RECHARGE_DISABLED,
+                now=now,
+                before={"enabled": True},
+                after={"enabled": False},
+            )
         await _release(recharge.account_id, claimed_at=recharge.created_at)
 
 
