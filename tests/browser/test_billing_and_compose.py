@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 from playwright.async_api import Page, WebSocketRoute, expect
@@ -9,6 +10,7 @@ from playwright.async_api import Page, WebSocketRoute, expect
 from tests.browser.conftest import Demo, Tabs, sign_in
 
 BALANCE = "{ account { balance { total subscriptionCredits purchasedCredits } } }"
+FORECAST = "{ account { forecast { status dailyBurn subscriptionCreditsExpiring } } }"
 BUY = """mutation($i: BuyCreditsInput!) {
   buyCredits(input: $i) { balance { total } userErrors { message } }
 }"""
@@ -39,6 +41,20 @@ async def test_billing_shows_the_balance_by_bucket(tabs: Tabs, demo: Demo) -> No
         f"{balance['purchasedCredits']:,}"
     )
     assert await page.locator("#entries tr").count() == 10
+
+
+async def test_billing_shows_the_run_out_forecast(tabs: Tabs, demo: Demo) -> None:
+    page = await open_billing(tabs, demo)
+    forecast = (await demo.graphql(demo.admin, FORECAST))["account"]["forecast"]
+    # the demo's monthly allotment covers its pace
+    assert forecast["status"] == "NOT_WITHIN_HORIZON"
+    # rounded half up, as JavaScript's Math.round does
+    pace = f"{math.floor(forecast['dailyBurn'] + 0.5):,} credits a day over the last 28 days"
+    await expect(page.locator("#forecast")).to_have_text(
+        f"At the recent pace ({pace}), the credits last beyond a year. "
+        f"{forecast['subscriptionCreditsExpiring']:,} subscription credits are forecast to "
+        "expire unused at the period end."
+    )
 
 
 async def test_buying_credits_updates_the_balance(tabs: Tabs, demo: Demo) -> None:

@@ -2,30 +2,26 @@
 // previous period of the same length, a chart, a table and the CSV export.
 import uPlot from "../vendor/uplot/uPlot.esm.js";
 import { request } from "./api.js";
-import { dayStartSeconds, preset, previousPeriod, todayIn } from "./dates.js";
+import { dayStartSeconds, preset, todayIn } from "./dates.js";
 import { count, escape, html, showUserErrors } from "./dom.js";
 
 const FIGURES = "totals { segments segmentsSent segmentsReceived }";
-const REPORT = `start end ${FIGURES}
+// `previous` is the range of the same length just before this one.
+const REPORT = `start end ${FIGURES} previous { ${FIGURES} }
   series { start end figures { segments segmentsSent segmentsReceived } }`;
 
-const ACCOUNT_USAGE = `query AccountUsage($range: DateRangeInput, $previous: DateRangeInput,
-    $granularity: Granularity!, $groupBy: UsageGroupBy!, $withPrevious: Boolean!) {
+const ACCOUNT_USAGE = `query AccountUsage($range: DateRangeInput, $granularity: Granularity!,
+    $groupBy: UsageGroupBy!) {
   account {
     usage(range: $range, granularity: $granularity, groupBy: $groupBy) {
       ${REPORT}
       groups { member { id name } inbox { id name } ${FIGURES} }
     }
-    previous: usage(range: $previous, granularity: ALL) @include(if: $withPrevious) { ${FIGURES} }
   }
 }`;
 
-const MEMBER_USAGE = `query MemberUsage($range: DateRangeInput, $previous: DateRangeInput,
-    $granularity: Granularity!, $withPrevious: Boolean!) {
-  viewer {
-    usage(range: $range, granularity: $granularity) { ${REPORT} }
-    previous: usage(range: $previous, granularity: ALL) @include(if: $withPrevious) { ${FIGURES} }
-  }
+const MEMBER_USAGE = `query MemberUsage($range: DateRangeInput, $granularity: Granularity!) {
+  viewer { usage(range: $range, granularity: $granularity) { ${REPORT} } }
 }`;
 
 const EXPORT = `mutation Export($input: UsageExportInput!) {
@@ -182,13 +178,7 @@ export function renderAnalytics(main, session) {
     $("#analytics-error").textContent = "";
     $("#analytics-status").textContent = "Loading…";
     const range = state.range && { start: state.range[0], end: state.range[1] };
-    const before = state.range && previousPeriod(...state.range);
-    const variables = {
-      range,
-      previous: before && { start: before[0], end: before[1] },
-      granularity: state.granularity,
-      withPrevious: Boolean(before),
-    };
+    const variables = { range, granularity: state.granularity };
     let data;
     try {
       data = admin
@@ -208,7 +198,9 @@ export function renderAnalytics(main, session) {
     }
     for (const [key] of CARDS) {
       $(`[data-figure="${key}"]`).textContent = count(report.totals[key]);
-      const [text, direction] = change(report.totals[key], data.previous?.totals[key]);
+      // All time has nothing before it to compare with.
+      const before = state.range === null ? undefined : report.previous.totals[key];
+      const [text, direction] = change(report.totals[key], before);
       const element = $(`[data-change="${key}"]`);
       element.textContent = text;
       element.className = `change ${direction}`;

@@ -12,6 +12,7 @@ const ENTRIES_SHOWN = 10;
 const OVERVIEW = `query Billing {
   account {
     paymentMethod { brand last4 }
+    forecast { status dailyBurn basedOnDays runOutDate subscriptionCreditsExpiring }
     billingOverview {
       balance { ${BALANCE} }
       plan { name monthlyCredits pricePerCreditCents currency }
@@ -45,6 +46,10 @@ const TEMPLATE = html`<h1 tabindex="-1">Billing</h1>
   </dl>
   <p class="live" id="live-state" aria-live="polite">Connecting…</p>
   <p id="plan"></p>
+  <section class="card" aria-labelledby="forecast-title">
+    <h2 id="forecast-title">Run-out forecast</h2>
+    <p id="forecast"></p>
+  </section>
   <div class="row forms">
     <form class="card" id="buy" novalidate>
       <h2>Buy credits</h2>
@@ -73,6 +78,21 @@ const TEMPLATE = html`<h1 tabindex="-1">Billing</h1>
     <table><thead><tr><th scope="col" class="text">When</th><th scope="col" class="text">Kind</th>
       <th scope="col" class="text">Bucket</th><th scope="col">Credits</th><th scope="col">Balance after</th>
       </tr></thead><tbody id="entries"></tbody></table></div>`;
+
+function forecastText(forecast) {
+  const pace = () =>
+    `${count(Math.round(forecast.dailyBurn))} credits a day over the last ${forecast.basedOnDays} days`;
+  const text = {
+    OK: () => `At the recent pace (${pace()}), the credits run out on ${forecast.runOutDate}.`,
+    INSUFFICIENT_HISTORY: () => "Not enough history yet: the pace needs 7 complete days.",
+    NO_USAGE: () => `No usage in the last ${forecast.basedOnDays} days.`,
+    NOT_WITHIN_HORIZON: () => `At the recent pace (${pace()}), the credits last beyond a year.`,
+  }[forecast.status]();
+  const expiring = forecast.subscriptionCreditsExpiring;
+  return expiring > 0
+    ? `${text} ${count(expiring)} subscription credits are forecast to expire unused at the period end.`
+    : text;
+}
 
 function entryRow(entry) {
   const sign = entry.credits > 0 ? "+" : "";
@@ -126,6 +146,7 @@ export function renderBilling(main) {
       `This month: ${count(overview.creditsUsedThisPeriod)} used, ` +
       `${count(overview.creditsPurchasedThisPeriod)} bought.`;
     showBalance(overview.balance);
+    $("#forecast").textContent = forecastText(account.forecast);
     entries = [];
     showEntries(overview.recentEntries);
     showAuto(overview.autoRecharge);
@@ -162,6 +183,8 @@ export function renderBilling(main) {
         showBalance(result.balance);
         $("#buy-status").textContent = `Bought ${count(credits)} credits.`;
         $("#credits").value = "";
+        // The forecast counts the purchase.
+        loadOverview().catch(() => {});
       }
     } catch (error) {
       if (!stopped) $("#buy-status").textContent = error.message;

@@ -16,10 +16,6 @@ export function addDays(day, days) {
   return format(parse(day) + days * DAY_MS);
 }
 
-export function daysBetween(start, end) {
-  return Math.round((parse(end) - parse(start)) / DAY_MS) + 1;
-}
-
 export function todayIn(timeZone) {
   // en-CA writes dates as YYYY-MM-DD.
   return new Intl.DateTimeFormat("en-CA", { timeZone }).format(new Date());
@@ -49,10 +45,4 @@ export function preset(name, today) {
     default:
       return null;
   }
-}
-
-// The period of the same length just before [start, end].
-export function previousPeriod(start, end) {
-  const length = daysBetween(start, end);
-  return [addDays(start, -length), addDays(start, -1)];
 }
