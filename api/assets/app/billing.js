@@ -46,9 +46,9 @@ const TEMPLATE = html`<h1 tabindex="-1">Billing</h1>
   </dl>
   <p class="live" id="live-state" aria-live="polite">Connecting…</p>
   <p id="plan"></p>
-  <section class="card" aria-labelledby="forecast-title">
+  <section class="card stacked" aria-labelledby="forecast-title">
     <h2 id="forecast-title">Run-out forecast</h2>
-    <p id="forecast"></p>
+    <p id="forecast" class="last"></p>
   </section>
   <div class="row forms">
     <form class="card" id="buy" novalidate>
