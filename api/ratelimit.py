@@ -7,6 +7,10 @@ request also counts against its IP with a ceiling of IP_CEILING_FACTOR x the tok
 limit, so rotating made-up tokens cannot flood. Over a limit: 429, `Retry-After` and
 `{"errors": [{"message", "extensions": {"code": "RATE_LIMITED"}}]}`.
 
+Loading the dashboard or GraphiQL is never counted: the app shell (`/`, `/app/`), the
+files under /assets/ and the GraphiQL page (a GET of /graphql asking for HTML, with no
+query) are static, and a page load fetches a dozen of them.
+
 Signed webhooks are never counted; a 401 (bad signature) from /webhooks/* counts against
 the IP, and an IP over its limit is refused there before its body is read.
 
@@ -47,7 +51,8 @@ IP_CEILING_FACTOR = 5
 KEY_PREFIX = "tally:ratelimit"
 GRAPHQL_PATH = "/graphql"
 WEBHOOKS_PREFIX = "/webhooks/"
-UNLIMITED_PATHS = frozenset({"/healthz", "/readyz"})
+UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/", "/app", "/app/"})
+UNLIMITED_PREFIXES = ("/assets/",)
 LIMITER_SCOPE_KEY = "tally.operation_limiter"
 
 
@@ -173,7 +178,7 @@ class RateLimit:
             scope[LIMITER_SCOPE_KEY] = OperationLimiter(self, self._client_ip(scope))
             await self.app(scope, receive, send)
             return
-        if scope["type"] != "http" or scope["path"] in UNLIMITED_PATHS:
+        if scope["type"] != "http" or _unlimited(scope):
             await self.app(scope, receive, send)
             return
         now = self.clock.now().timestamp()
@@ -275,6 +280,20 @@ def retry_after(now: float) -> int:
 
 def _window(now: float) -> int:
     return int(now // WINDOW_SECONDS)
+
+
+def _unlimited(scope: Scope) -> bool:
+    path: str = scope["path"]
+    return path in UNLIMITED_PATHS or path.startswith(UNLIMITED_PREFIXES) or _is_ide_page(scope)
+
+
+def _is_ide_page(scope: Scope) -> bool:
+    """GraphiQL's page: what Strawberry answers with it (`should_render_graphql_ide`)."""
+    if scope["path"] != GRAPHQL_PATH or scope["method"] != "GET":
+        return False
+    if b"query=" in scope.get("query_string", b""):
+        return False
+    return "text/html" in Headers(scope=scope).get("accept", "")
 
 
 def _too_many(now: float) -> JSONResponse:
