@@ -10,11 +10,13 @@ from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 
 from api.background import allotment_sweeper
+from api.dashboard import dashboard_routes
 from api.exports import export_routes
 from api.graphql import TallyGraphQL
 from api.health import health_routes
 from api.limits import http_middleware
 from api.settings import Settings
+from api.static_files import asset_routes
 from api.webhooks import webhook_routes
 from models.db import close_database, open_database
 from services.runtime import Runtime
@@ -51,6 +53,8 @@ def create_app(
             *webhook_routes(settings, runtime),
             *export_routes(settings, runtime),
             *health_routes(settings),
+            *dashboard_routes(),
+            *asset_routes(),
         ],
         middleware=http_middleware(settings, runtime.clock),
         lifespan=lifespan,

@@ -34,6 +34,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
@@ -48,10 +49,13 @@ from strawberry.subscriptions.protocols.graphql_ws.types import (
     OperationMessage,
     StartMessage,
 )
+from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 
 from api.access_log import count_operation, request_state
 from api.client_address import client_address
+from api.graphiql import graphiql_page
+from api.graphql_media import is_request_error, mark_request_error
 from api.ratelimit import CODE as RATE_LIMITED
 from api.ratelimit import bearer_secret, operation_limiter, too_many_message
 from api.settings import Settings
@@ -219,6 +223,17 @@ class TallyGraphQL(GraphQL[Context, None]):
             unwatch = scope.get(UNWATCH)
             if unwatch is not None:
                 unwatch()
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return graphiql_page()
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        processed = await super().process_result(request, result)
+        if is_request_error(processed):
+            mark_request_error(request.scope)
+        return processed
 
     def decode_json(self, data: str | bytes) -> object:
         # JSON between systems is UTF-8 (RFC 8259). json.loads would guess UTF-16 or -32
