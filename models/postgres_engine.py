@@ -36,6 +36,8 @@ from tortoise.backends.base.client import (
 )
 from tortoise.connection import get_connections
 
+from models.postgres_writer import WriterThread
+
 
 class CancellableTransactionContext(TransactionContextPooled):
     """Tortoise's context, returning the connection when the start did not complete."""
@@ -92,11 +94,34 @@ async def _nothing_to_reset(connection: asyncpg.Connection) -> None:
 
 
 class CancellableAsyncpgClient(AsyncpgDBClient):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.writer = WriterThread(self)
+
     def _in_transaction(self) -> TransactionContext:
+        self._refuse_on_writer_thread()
         return CancellableTransactionContext(TransactionWrapper(self), self._pool_init_lock)
 
     def acquire_connection(self) -> ResetAfterFailure:
+        self._refuse_on_writer_thread()
         return ResetAfterFailure(self, self._pool_init_lock)
+
+    async def close(self) -> None:
+        self.writer.close()
+        await super().close()
+
+    def _check_loop(self) -> bool:
+        # Tortoise asks this before handing the client to a query: refuse there, before
+        # it would reconnect the pool onto the writer's loop.
+        self._refuse_on_writer_thread()
+        return super()._check_loop()
+
+    def _refuse_on_writer_thread(self) -> None:
+        # The pool belongs to the server's loop; a ledger change runs on the writer's.
+        if self.writer.is_current():
+            raise RuntimeError(
+                "an ORM query inside a ledger change: use the change's connection (tx.conn)"
+            )
 
     async def create_pool(self, **kwargs: Any) -> asyncpg.Pool:
         return await asyncpg.create_pool(None, reset=_nothing_to_reset, **kwargs)

@@ -9,7 +9,8 @@ the others commit. Callers hear of their result only once the batch has committe
 On SQLite the batch holds the connection (and, through ``BEGIN IMMEDIATE``, the
 database's write lock) and runs its statements inline (models/sqlite_engine.py); only
 ``BEGIN`` and the ``COMMIT`` that waits for the fsync leave the event loop's thread.
-On PostgreSQL the batch is a transaction on a pooled connection that first locks every
+On PostgreSQL the batch is a transaction on the writer's own connection, run on a thread
+and event loop of its own (models/postgres_writer.py says why), that first locks every
 account it touches, in id order, so that batches of several processes never deadlock.
 
 Work functions must not use the ORM (it would wait for the connection the batch holds
@@ -20,6 +21,7 @@ for ``services.sql``'s statements.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -30,9 +32,10 @@ from typing import Any, Generic, TypeVar
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.fields import DatetimeField
-from tortoise.transactions import in_transaction
 
 from models import Account
+from models.postgres_engine import CancellableAsyncpgClient
+from models.postgres_writer import WriterConnection
 from models.sqlite_engine import DirectSqlite, ImmediateSqliteClient
 from services import sql
 
@@ -44,6 +47,9 @@ Then = Callable[[R], Coroutine[Any, Any, S]]
 # Enough to share one fsync among every request a busy process has in flight, and few
 # enough that the first of them does not wait long for the last.
 MAX_BATCH = 256
+# What a batch runs its statements on: the SQLite connection inline, the PostgreSQL
+# writer's own, or (an account being created) Tortoise's transaction.
+Connection = BaseDBAsyncClient | DirectSqlite | WriterConnection
 
 
 class AccountMissing(LookupError):
@@ -140,14 +146,27 @@ class LedgerWriter:
                 raise
 
     async def _on_postgres(self, batch: list[_Request[Any]]) -> None:
-        async with in_transaction() as conn:
-            ids = sorted({request.account_id for request in batch})
-            await sql.run(
-                conn,
-                "SELECT id FROM account WHERE id = ANY(?::bigint[]) ORDER BY id FOR UPDATE",
-                [ids],
-            )
-            await _run_all(conn, batch, lock=True)
+        client = sql.connection()
+        assert isinstance(client, CancellableAsyncpgClient)
+        await client.writer.run(lambda conn: _postgres_batch(conn, batch))
+
+
+async def _postgres_batch(conn: Any, batch: list[_Request[Any]]) -> None:
+    """The batch's transaction, on the writer's own connection and loop."""
+    await conn.execute_script("BEGIN")
+    try:
+        ids = sorted({request.account_id for request in batch})
+        await sql.run(
+            conn,
+            "SELECT id FROM account WHERE id = ANY(?::bigint[]) ORDER BY id FOR UPDATE",
+            [ids],
+        )
+        await _run_all(conn, batch, lock=True)
+        await conn.execute_script("COMMIT")
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await conn.execute_script("ROLLBACK")
+        raise
 
 
 def _popped(queue: deque[_Request[Any]]) -> Any:
@@ -156,7 +175,10 @@ def _popped(queue: deque[_Request[Any]]) -> Any:
 
 
 async def _run_all(
-    conn: BaseDBAsyncClient | DirectSqlite, batch: list[_Request[Any]], *, lock: bool
+    conn: BaseDBAsyncClient | DirectSqlite | WriterConnection,
+    batch: list[_Request[Any]],
+    *,
+    lock: bool,
 ) -> None:
     """Each request's work in a savepoint; its account read once per batch and kept current."""
     accounts: dict[int, Account] = {}
@@ -206,7 +228,7 @@ async def savepoint(conn: Any, account: Account, name: str) -> AsyncIterator[Non
     await _run(conn, f"RELEASE SAVEPOINT {name}")
 
 
-async def _run(conn: BaseDBAsyncClient | DirectSqlite, statement: str) -> None:
+async def _run(conn: Connection, statement: str) -> None:
     if isinstance(conn, DirectSqlite):
         conn.run_inline(statement)
     else:
