@@ -9,21 +9,27 @@ from models.credits import (
     SubscriptionPeriod,
 )
 from models.exports import UsageExport
+from models.spend import BalanceAlert, InboxPeriodUsage, Notice, WebhookDelivery, WebhookEndpoint
 from models.usage import UsageAccountDay, UsageDay, UsageMonth
 
 __all__ = [
     "Account",
     "ApiToken",
     "AutoRecharge",
+    "BalanceAlert",
     "IdempotencyRecord",
     "Inbox",
     "InboxAccess",
+    "InboxPeriodUsage",
     "LedgerEntry",
     "Member",
     "Message",
+    "Notice",
     "SubscriptionPeriod",
     "UsageAccountDay",
     "UsageDay",
     "UsageExport",
     "UsageMonth",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]
