@@ -17,7 +17,7 @@ from tortoise.transactions import in_transaction
 from models import Account, LedgerEntry, SubscriptionPeriod
 from models.enums import CreditBucket, LedgerEntryKind
 from services.clock import Clock
-from services.ledger import Change, Posting, balance_of, lock_account, post, save_balance
+from services.ledger import Change, Posting, balance_of, lock_account, post, save_change
 from services.periods import period_at, period_by_index, period_start
 
 
@@ -85,8 +85,7 @@ async def catch_up(account_id: int, *, clock: Clock) -> Change | None:
         if not is_due(account, clock.now()):
             return None
         entries = await apply_due_allotments(account, now=clock.now())
-        balance = await save_balance(account)
-    return Change(balance=balance, entries=entries)
+        return await save_change(account, entries, now=clock.now())
 
 
 async def current_balance_change(account_id: int, *, clock: Clock) -> Change:

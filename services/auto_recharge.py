@@ -27,13 +27,14 @@ from tortoise.transactions import in_transaction
 
 from models import Account, LedgerEntry
 from models.credits import AutoRecharge, RechargeState
-from models.enums import CreditBucket, LedgerEntryKind
+from models.enums import CreditBucket, LedgerEntryKind, NoticeKind
 from services.access import Principal, require_admin
 from services.allotments import apply_due_allotments
 from services.broadcast import Broker, announce
 from services.clock import Clock
 from services.errors import InvalidValue, PaymentDeclined, PaymentMethodRequired
-from services.ledger import Change, Posting, lock_account, post, save_balance
+from services.ledger import Change, Posting, lock_account, post, save_change
+from services.notices import NoticeDraft
 from services.payments import PaymentProvider, saved_method
 from services.periods import period_at
 
@@ -153,7 +154,7 @@ async def maybe_auto_recharge(
             idempotency_key=recharge.charge_key,
         )
     except PaymentDeclined as declined:
-        await _record_decline(recharge, reason=declined.message, now=clock.now())
+        await _record_decline(recharge, reason=declined.message, now=clock.now(), broker=broker)
         return None
     # Any other failure leaves the claim and the PENDING row as they are: the charge may
     # have been made, and recovery asks the provider once the claim has timed out.
@@ -289,10 +290,25 @@ async def _release(account_id: int, *, claimed_at: datetime) -> None:
     )
 
 
-async def _record_decline(recharge: AutoRecharge, *, reason: str, now: datetime) -> None:
+async def _record_decline(
+    recharge: AutoRecharge, *, reason: str, now: datetime, broker: Broker
+) -> None:
     """Settle the recharge as declined and count the decline in the account row itself;
-    turn auto-recharge off at the limit, never back on."""
+    turn auto-recharge off at the limit, never back on.
+
+    The decline raises AUTO_RECHARGE_FAILED (and AUTO_RECHARGE_DISABLED when it turns
+    auto-recharge off): a change with no entry, announced like any other.
+    """
     async with in_transaction():
+        # --- spend control (issue 12): the decline is a change of the account's own
+        locked = await lock_account(recharge.account_id)
+        total = locked.subscription_credits + locked.purchased_credits
+        raised = [NoticeDraft(NoticeKind.AUTO_RECHARGE_FAILED, total)]
+        if (
+            locked.auto_recharge_enabled
+            and locked.auto_recharge_failures + 1 >= FAILURES_BEFORE_OFF
+        ):
+            raised.append(NoticeDraft(NoticeKind.AUTO_RECHARGE_DISABLED, total))
         await AutoRecharge.filter(id=recharge.id, state__in=UNSETTLED).update(
             state=RechargeState.DECLINED, failure=reason, settled_at=now
         )
@@ -304,6 +320,8 @@ async def _record_decline(recharge: AutoRecharge, *, reason: str, now: datetime)
             id=recharge.account_id, auto_recharge_failures__gte=FAILURES_BEFORE_OFF
         ).update(auto_recharge_enabled=False)
         await _release(recharge.account_id, claimed_at=recharge.created_at)
+        change = await save_change(locked, [], now=now, raised=raised)
+    await announce(broker, change)
 
 
 async def _credit(
@@ -328,13 +346,12 @@ async def _credit(
         )
         entries = await apply_due_allotments(locked, now=now)
         entries += await post(locked, [posting], now=now)
-        balance = await save_balance(locked)
+        change = await save_change(locked, entries, now=now)
         await AutoRecharge.filter(id=recharge.id).update(
             state=RechargeState.CREDITED, entry_id=entries[-1].id, settled_at=now
         )
         await Account.filter(id=locked.id).update(
             auto_recharge_failures=0, auto_recharge_last_failure=None
         )
-    change = Change(balance=balance, entries=entries)
     await announce(broker, change)
     return change

@@ -17,7 +17,10 @@ from typing import Any
 
 from models import Account, LedgerEntry
 from models.enums import CreditBucket, LedgerEntryKind
+from services import alerts, notices
+from services.notices import NoticeDraft, RaisedNotice
 from services.periods import period_by_index
+from services.sql import connection
 
 SUBSCRIPTION = CreditBucket.SUBSCRIPTION
 PURCHASED = CreditBucket.PURCHASED
@@ -55,10 +58,11 @@ class Posting:
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """A committed change: the balance right after it and its entries, in order."""
+    """A committed change: the balance right after it, its entries and notices, in order."""
 
     balance: Balance
     entries: Sequence[LedgerEntry] = field(default_factory=tuple)
+    notices: Sequence[RaisedNotice] = field(default_factory=tuple)
 
 
 def balance_of(account: Account) -> Balance:
@@ -139,8 +143,31 @@ async def save_balance(account: Account) -> Balance:
         period_index=account.period_index,
         next_period_at=account.next_period_at,
         balance_version=account.balance_version,
+        alert_fire_below=account.alert_fire_below,
+        alert_recover_at=account.alert_recover_at,
     )
     return balance_of(account)
+
+
+# --- spend control (issue 12): the one place every change passes -------------------------
+async def save_change(
+    account: Account,
+    entries: Sequence[LedgerEntry],
+    *,
+    now: datetime,
+    raised: Sequence[NoticeDraft] = (),
+) -> Change:
+    """Save the locked account's balance as `save_balance`, with the change's notices.
+
+    The balance alerts the new total crosses come first, then `raised` (the caller's
+    budget and auto-recharge notices); all are written, with their webhook deliveries,
+    in the change's transaction.
+    """
+    conn = connection()
+    drafts = [*await alerts.notices_for_change(conn, account=account, now=now), *raised]
+    balance = await save_balance(account)
+    written = await notices.record(conn, account_id=account.id, drafts=drafts, now=now)
+    return Change(balance=balance, entries=tuple(entries), notices=tuple(written))
 
 
 def balance_to_json(balance: Balance) -> dict[str, Any]:

@@ -16,8 +16,8 @@ from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from models import Account, Inbox, LedgerEntry, Message
-from models.enums import CreditBucket, Direction, LedgerEntryKind, MessageStatus
-from services import idempotency
+from models.enums import BudgetMode, CreditBucket, Direction, LedgerEntryKind, MessageStatus
+from services import budgets, idempotency
 from services.access import Principal
 from services.allotments import apply_due_allotments, catch_up, is_due
 from services.auto_recharge import below_threshold, maybe_auto_recharge
@@ -42,12 +42,15 @@ from services.ledger import (
     debit_split,
     lock_account,
     post,
-    save_balance,
+    save_change,
 )
+from services.notices import NoticeDraft
 from services.payments import PaymentProvider
+from services.periods import period_at
 from services.phones import to_e164
 from services.rollups import count_message
 from services.segments import MAX_BODY_CHARACTERS, SegmentCount, count_segments
+from services.sql import connection
 from services.validation import storable_text
 
 OPERATION = "send_message"
@@ -192,6 +195,13 @@ async def _store(outbound: Outbound, *, clock: Clock) -> Sent | tuple[Message, C
                 return Sent(message=message, balance=balance_from_json(first["balance"]))
         if is_due(account, now):
             raise _AllotmentDue
+        if outbound.inbox.budget_mode is BudgetMode.HARD:  # spend control: before the balance
+            await budgets.check_hard_budget(
+                connection(),
+                inbox_id=outbound.inbox.id,
+                period_index=account.period_index,
+                credits=outbound.cost.credits,
+            )
         total = account.subscription_credits + account.purchased_credits
         if total < outbound.cost.credits:
             raise InsufficientCredits.for_cost(balance=total, required=outbound.cost.credits)
@@ -210,8 +220,9 @@ async def _store(outbound: Outbound, *, clock: Clock) -> Sent | tuple[Message, C
             created_at=now,
         )
         entries = await _charge(account, message, LedgerEntryKind.OUTBOUND_MESSAGE, now=now)
-        await count_message(account, message, sign=1)
-        balance = await save_balance(account)
+        raised = await _count(account, message, sign=1, period_index=account.period_index)
+        change = await save_change(account, entries, now=now, raised=raised)
+        balance = change.balance
         if outbound.key is not None:
             await idempotency.record_done(
                 account_id=account_id,
@@ -221,7 +232,21 @@ async def _store(outbound: Outbound, *, clock: Clock) -> Sent | tuple[Message, C
                 result={"message_id": message.id, "balance": balance_to_json(balance)},
                 now=now,
             )
-    return message, Change(balance=balance, entries=entries), account
+    return message, change, account
+
+
+async def _count(
+    account: Account, message: Message, *, sign: int, period_index: int
+) -> list[NoticeDraft]:
+    """Count (or take back) a message in the usage rollups and its inbox's month."""
+    await count_message(account, message, sign=sign)
+    return await budgets.count_usage(
+        connection(),
+        inbox_id=message.inbox_id,
+        period_index=period_index,
+        credits=sign * message.credits,
+        outbound_send=sign > 0 and message.direction is Direction.OUTBOUND,
+    )
 
 
 async def _charge(
@@ -320,9 +345,8 @@ async def _store_inbound(
             created_at=now,
         )
         entries += await _charge(account, message, LedgerEntryKind.INBOUND_MESSAGE, now=now)
-        await count_message(account, message, sign=1)
-        balance = await save_balance(account)
-    return message, Change(balance=balance, entries=entries)
+        raised = await _count(account, message, sign=1, period_index=account.period_index)
+        return message, await save_change(account, entries, now=now, raised=raised)
 
 
 async def record_delivery_status(
@@ -365,8 +389,9 @@ async def _fail_and_refund(message_id: int, *, clock: Clock, broker: Broker) -> 
         )
         if not failed:
             return None
-        # A FAILED message no longer counts as usage (docs/decisions.md).
-        await count_message(account, message, sign=-1)
+        # A FAILED message no longer counts as usage (docs/decisions.md), nor in its month.
+        month = period_at(account.created_at, message.created_at).index
+        raised = await _count(account, message, sign=-1, period_index=month)
         entries = await apply_due_allotments(account, now=now)
         charged = await LedgerEntry.filter(
             message_id=message_id, kind=LedgerEntryKind.OUTBOUND_MESSAGE
@@ -382,7 +407,6 @@ async def _fail_and_refund(message_id: int, *, clock: Clock, broker: Broker) -> 
             )
             # A refund belongs to the month of the charge it returns: that month's usage nets out.
             entries += await post(account, [refund], now=now, period_index=charge.period_index)
-        balance = await save_balance(account)
-    change = Change(balance=balance, entries=entries)
+        change = await save_change(account, entries, now=now, raised=raised)
     await announce(broker, change)
     return change

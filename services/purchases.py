@@ -18,13 +18,12 @@ from services.errors import InvalidValue, PaymentDeclined, PaymentMethodRequired
 from services.ledger import (
     LARGEST_AMOUNT,
     Balance,
-    Change,
     Posting,
     balance_from_json,
     balance_to_json,
     lock_account,
     post,
-    save_balance,
+    save_change,
 )
 from services.payments import PaymentProvider, saved_method
 
@@ -115,10 +114,11 @@ async def buy_credits(
         locked = await lock_account(account.id)
         entries = await apply_due_allotments(locked, now=clock.now())
         entries += await post(locked, [purchase], now=clock.now())
-        balance = await save_balance(locked)
+        change = await save_change(locked, entries, now=clock.now())
+        balance = change.balance
         result = {"entry_id": entries[-1].id, "balance": balance_to_json(balance)}
         await idempotency.settle(claimed, result=result, now=clock.now())
-    await announce(broker, Change(balance=balance, entries=entries))
+    await announce(broker, change)
     # Credits bought on top of a negative PURCHASED bucket can still leave the total
     # below the auto-recharge threshold: that change triggers it like any other.
     recharged = await maybe_auto_recharge(
