@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 
-from api.background import allotment_sweeper
+from api.background import allotment_sweeper, dispatch_rules
 from api.exports import export_routes
 from api.graphql import TallyGraphQL
 from api.health import health_routes
@@ -18,6 +18,7 @@ from api.runtime import Runtime
 from api.settings import Settings
 from api.webhooks import webhook_routes
 from models.db import close_database, open_database
+from services.dispatcher import Dispatcher
 
 
 def create_app(
@@ -38,7 +39,8 @@ def create_app(
             return
         await open_database(settings.database_url)
         try:
-            async with runtime.running(), allotment_sweeper(runtime):
+            dispatcher = Dispatcher(clock=runtime.clock, rules=dispatch_rules(settings))
+            async with runtime.running(), allotment_sweeper(runtime), dispatcher.running():
                 _freeze_startup_objects()
                 yield
         finally:

@@ -17,8 +17,10 @@ import logging
 from collections.abc import AsyncIterator
 
 from api.runtime import Runtime
+from api.settings import Settings
 from services import allotments, auto_recharge
 from services.broadcast import announce
+from services.dispatcher import DispatchRules
 
 log = logging.getLogger("tally.background")
 
@@ -61,6 +63,14 @@ async def _sweep_forever(runtime: Runtime, interval: float) -> None:
         except Exception:
             log.exception("stalled recharge sweep failed; retrying in %s s", interval)
         await asyncio.sleep(interval)
+
+
+def dispatch_rules(settings: Settings) -> DispatchRules:
+    """How this process's webhook dispatcher sends (services/dispatcher.py)."""
+    return DispatchRules(
+        retry_schedule=settings.webhook_retry_schedule,
+        allow_private=settings.webhook_allow_private,
+    )
 
 
 @contextlib.asynccontextmanager

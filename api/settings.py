@@ -7,6 +7,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from services.outbox import DEFAULT_RETRY_SCHEDULE, parse_schedule
+
 log = logging.getLogger("tally")
 
 DEV_SECRET = "dev-only-secret-change-me"
@@ -48,6 +50,10 @@ class Settings:
     max_usage_buckets: int = 20_000
     rate_limit_per_token: int = 1200
     rate_limit_per_ip: int = 120
+    # Outgoing webhooks (services/dispatcher.py): seconds between attempts, and whether
+    # endpoints may be private addresses (development and tests only).
+    webhook_retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
+    webhook_allow_private: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -74,6 +80,8 @@ class Settings:
                 env.get("TALLY_RATE_LIMIT_PER_TOKEN"), defaults.rate_limit_per_token
             ),
             rate_limit_per_ip=_int(env.get("TALLY_RATE_LIMIT_PER_IP"), defaults.rate_limit_per_ip),
+            webhook_retry_schedule=parse_schedule(env.get("TALLY_WEBHOOK_RETRY_SCHEDULE")),
+            webhook_allow_private=_flag(env.get("TALLY_WEBHOOK_ALLOW_PRIVATE"), False),
         )
 
     def warn_about_defaults(self) -> None:

@@ -18,9 +18,11 @@ from schema.inboxes import InboxMutation
 from schema.limits import QueryLimitsExtension
 from schema.members import MemberMutation
 from schema.messages import MessageMutation, MessageQuery
+from schema.notices import AlertsMutation
 from schema.scalars import Date
 from schema.subscriptions import Subscription, SubscriptionExecutor
 from schema.tokens import TokenMutation
+from schema.webhook_endpoints import WebhookEndpointMutation
 from services.errors import TallyError
 
 Query = merge_types("Query", (AccountQuery, MessageQuery))
@@ -34,6 +36,8 @@ Mutation = merge_types(
         InboxMutation,
         TokenMutation,
         ExportMutation,
+        AlertsMutation,
+        WebhookEndpointMutation,
     ),
 )
 

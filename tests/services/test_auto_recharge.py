@@ -508,7 +508,7 @@ def crash(
     if request.param == "after the charge":
         runtime.payments = DyingAfterCharge(payments.charges)
     else:
-        monkeypatch.setattr(auto_recharge, "save_balance", _die_in_the_ledger_transaction)
+        monkeypatch.setattr(auto_recharge, "save_change", _die_in_the_ledger_transaction)
 
     def restart() -> None:
         runtime.payments = payments
