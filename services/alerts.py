@@ -51,6 +51,7 @@ def crossings(states: Iterable[tuple[int, AlertState]], total: int) -> tuple[lis
 
 def levels(states: Iterable[tuple[int, AlertState]]) -> tuple[int | None, int | None]:
     """The account's summary: (fire below this total, re-arm at or above this total)."""
+    states = list(states)
     armed = [t for t, s in states if s is AlertState.ARMED]
     fired = [recovery_level(t) for t, s in states if s is AlertState.FIRED]
     return (max(armed) if armed else None, min(fired) if fired else None)

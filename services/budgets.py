@@ -22,7 +22,7 @@ from services.errors import BudgetExceeded, Forbidden, InvalidValue, NotFound
 from services.inboxes import may_send_from
 from services.notices import NoticeDraft
 from services.periods import period_at
-from services.sql import connection, fetch, run
+from services.sql import connection, fetch, fetch_written, run
 
 LARGEST_BUDGET = 1_000_000
 
@@ -31,8 +31,9 @@ _COUNT = (
     " VALUES (?, ?, ?, FALSE, FALSE) ON CONFLICT (inbox_id, period_index)"
     " DO UPDATE SET credits = inbox_period_usage.credits + excluded.credits"
     " RETURNING credits, warned, reached,"
-    " (SELECT budget_credits FROM inbox WHERE inbox.id = inbox_period_usage.inbox_id),"
-    " (SELECT budget_mode FROM inbox WHERE inbox.id = inbox_period_usage.inbox_id)"
+    " (SELECT budget_credits FROM inbox WHERE inbox.id = inbox_period_usage.inbox_id)"
+    " AS budget_credits,"
+    " (SELECT budget_mode FROM inbox WHERE inbox.id = inbox_period_usage.inbox_id) AS budget_mode"
 )
 _USED = (
     "SELECT i.budget_credits, i.budget_mode, COALESCE(u.credits, 0) FROM inbox i"
@@ -91,7 +92,7 @@ async def count_usage(
     An outbound send that this takes past a HARD budget raises BudgetExceeded, which
     rolls its transaction back: a budget made HARD after the send's own check counts too.
     """
-    rows = await fetch(conn, _COUNT, [inbox_id, period_index, credits])
+    rows = await fetch_written(conn, _COUNT, [inbox_id, period_index, credits])
     after, warned, reached, budget, mode = rows[0]
     if budget is None:
         return []

@@ -22,7 +22,7 @@ from models.enums import NoticeKind
 from services.access import Principal
 from services.clock import to_micros
 from services.history import Page
-from services.sql import fetch, run
+from services.sql import fetch, fetch_written, run
 
 BALANCE_KINDS = frozenset({NoticeKind.BALANCE_BELOW_THRESHOLD, NoticeKind.BALANCE_RECOVERED})
 BUDGET_KINDS = frozenset({NoticeKind.BUDGET_WARNING, NoticeKind.BUDGET_REACHED})
@@ -125,7 +125,7 @@ async def record(
     for draft in drafts:
         event_id = f"evt_{uuid.uuid4().hex}"
         values = [account_id, draft.kind.value, draft.threshold_credits, draft.inbox_id]
-        rows = await fetch(conn, _INSERT_NOTICE, [*values, draft.value, event_id, now])
+        rows = await fetch_written(conn, _INSERT_NOTICE, [*values, draft.value, event_id, now])
         notice = RaisedNotice(
             id=int(rows[0][0]),
             account_id=account_id,

@@ -21,7 +21,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from models import WebhookDelivery
 from services.clock import to_micros
 from services.history import Page
-from services.sql import connection, fetch, is_postgres, run
+from services.sql import connection, fetch, fetch_written, is_postgres, run
 
 DEFAULT_RETRY_SCHEDULE = (10.0, 60.0, 300.0, 1800.0, 7200.0, 21600.0)
 CANCELLED = "The endpoint was deleted."
@@ -105,7 +105,7 @@ async def claim(
     skip = f" AND endpoint_id NOT IN ({', '.join('?' * len(busy))})" if busy else ""
     lock = " FOR UPDATE SKIP LOCKED" if is_postgres(conn) else ""
     text = _CLAIM.format(busy=skip, lock=lock)
-    rows = await fetch(conn, text, [until, to_micros(now), to_micros(now), *busy, limit])
+    rows = await fetch_written(conn, text, [until, to_micros(now), to_micros(now), *busy, limit])
     if not rows:
         return []
     targets = await _targets(conn, {int(row[1]) for row in rows})

@@ -58,3 +58,12 @@ async def fetch_dicts(
 ) -> list[dict[str, Any]]:
     """The rows of a query as dicts keyed by column name, on both backends."""
     return await conn.execute_query_dict(sql(conn, text), list(values))
+
+
+async def fetch_written(conn: BaseDBAsyncClient, text: str, values: Sequence[Any]) -> list[Any]:
+    """The rows an INSERT/UPDATE … RETURNING answers, each indexable by position.
+
+    Tortoise's asyncpg client drops the rows of statements that start with a write
+    keyword, so these go through the dict path; name every returned column uniquely.
+    """
+    return [tuple(row.values()) for row in await fetch_dicts(conn, text, values)]
