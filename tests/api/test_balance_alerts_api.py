@@ -194,7 +194,8 @@ async def test_a_refund_and_a_new_month_are_changes_that_alerts_watch(
     await sent(api, token, inbox.id, segments=10)
     await buy(api, token, 100, "a")
     message = await Message.get_or_none(inbox_id=inbox.id)
-    assert message is not None and message.provider_message_id is not None
+    assert message is not None
+    assert message.provider_message_id is not None
     # when the carrier reports the send failed: its refund takes the total to 1,100
     await record_delivery_status(
         provider_message_id=message.provider_message_id,
