@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 from typing import Any
 
 from tests.conftest import Api
@@ -88,3 +91,25 @@ async def set_budget(
         "setInboxBudget"
     ]
     return payload
+
+
+async def carrier(api: Api, path: str, payload: dict[str, str], secret: str) -> dict[str, Any]:
+    """A carrier webhook (inbound message or delivery report), signed like the carrier's."""
+    raw = json.dumps(payload).encode()
+    digest = hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
+    response = await api.http.post(
+        path, content=raw, headers={"X-Tally-Signature": f"sha256={digest}"}
+    )
+    assert response.status_code == 200, response.text
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+async def inbound(api: Api, to: str, provider_id: str, secret: str, *, segments: int = 1) -> None:
+    payload = {
+        "from": CUSTOMER,
+        "to": to,
+        "body": body_of(segments),
+        "providerMessageId": provider_id,
+    }
+    await carrier(api, "/webhooks/inbound", payload, secret)
