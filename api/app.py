@@ -14,11 +14,11 @@ from api.exports import export_routes
 from api.graphql import TallyGraphQL
 from api.health import health_routes
 from api.limits import http_middleware
-from api.runtime import Runtime
 from api.settings import Settings
 from api.webhooks import webhook_routes
 from models.db import close_database, open_database
 from services.dispatcher import Dispatcher
+from services.runtime import Runtime
 
 
 def create_app(
@@ -29,7 +29,7 @@ def create_app(
 ) -> Starlette:
     """The Tally app. `manage_database=False` leaves Tortoise and background work to the caller."""
     settings = settings or Settings.from_env()
-    runtime = runtime or Runtime.from_settings(settings)
+    runtime = runtime or Runtime.for_broadcast(settings.broadcast_url, settings.redis_namespace)
     graphql = TallyGraphQL(settings=settings, runtime=runtime)
 
     @contextlib.asynccontextmanager

@@ -16,11 +16,11 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from api.runtime import Runtime
 from api.settings import Settings
 from services import allotments, auto_recharge
 from services.broadcast import announce
 from services.dispatcher import DispatchRules
+from services.runtime import Runtime
 
 log = logging.getLogger("tally.background")
 

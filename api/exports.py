@@ -13,10 +13,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from api.runtime import Runtime
 from api.settings import Settings
 from services.errors import NotFound
 from services.exports import BadSignature, ExportExpired, open_export
+from services.runtime import Runtime
 
 # Lines are sent in chunks of about this many bytes: few sends, bounded memory.
 CHUNK_BYTES = 64 * 1024

@@ -50,13 +50,13 @@ from strawberry.subscriptions.protocols.graphql_ws.types import (
 from strawberry.types.unset import UnsetType
 
 from api.access_log import count_operation, request_state
-from api.context import Context
 from api.ratelimit import CODE as RATE_LIMITED
 from api.ratelimit import bearer_secret, operation_limiter, too_many_message
-from api.runtime import Runtime
 from api.settings import Settings
 from schema import schema
+from schema.context import Context
 from services import tokens
+from services.runtime import Runtime
 
 # subscriptions-transport-ws clients drop a connection after 30 s without a "ka".
 LEGACY_KEEP_ALIVE_SECONDS = 15.0

@@ -17,8 +17,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from tortoise import Tortoise
 
-from api.runtime import REDIS_SCHEMES
 from api.settings import Settings
+from services.runtime import REDIS_SCHEMES
 
 log = logging.getLogger("tally")
 

@@ -31,9 +31,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.access_log import AccessLog
 from api.ratelimit import Limits, MemoryCounter, RateLimit, RedisCounter
-from api.runtime import REDIS_SCHEMES
 from api.settings import Settings
 from services.clock import Clock, SystemClock
+from services.runtime import REDIS_SCHEMES
 
 GRAPHQL_PATH = "/graphql"
 # The webhooks read at most their own MAX_BODY_BYTES (the same 1 MiB) and refuse in

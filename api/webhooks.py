@@ -17,10 +17,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from api.runtime import Runtime
 from api.settings import Settings
 from services.errors import InvalidPhoneNumber, NotFound, TallyError
 from services.messaging import receive_message, record_delivery_status
+from services.runtime import Runtime
 
 MAX_BODY_BYTES = 1024 * 1024
 SIGNATURE_HEADER = "x-tally-signature"

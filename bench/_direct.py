@@ -15,11 +15,11 @@ import sys
 import time
 from typing import Any
 
-from api.runtime import Runtime
 from bench._seed import seed
 from models.db import close_database
 from services import messaging
 from services.errors import TallyError
+from services.runtime import Runtime
 
 
 async def run(job: dict[str, Any]) -> dict[str, Any]:

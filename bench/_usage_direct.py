@@ -23,14 +23,14 @@ import time
 from datetime import date
 from typing import Any
 
-from api.context import Context
-from api.runtime import Runtime
 from api.settings import Settings
 from bench._usage_shape import DOCUMENT
 from models.db import close_database, open_database
 from schema import schema
+from schema.context import Context
 from services import tokens, usage
 from services.calendar import Granularity
+from services.runtime import Runtime
 from services.usage import UsageGroupBy
 
 

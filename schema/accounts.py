@@ -7,8 +7,8 @@ from typing import Any
 
 import strawberry
 
-from api.context import Context
 from models import Account as AccountRow
+from schema.context import Context
 from schema.credits import (
     AutoRecharge,
     BillingOverview,

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 
-from api.context import Context
 from models import Account as AccountRow
 from models import LedgerEntry as LedgerEntryRow
+from schema.context import Context
 from schema.enums import CreditBucket, LedgerEntryKind
 from schema.errors import UserError, reports_user_errors
 from schema.ids import to_id

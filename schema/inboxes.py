@@ -6,9 +6,9 @@ from typing import Any
 
 import strawberry
 
-from api.context import Context
 from models import Inbox as InboxRow
 from schema.budgets import Budget
+from schema.context import Context
 from schema.enums import BudgetMode, InboxKind
 from schema.errors import UserError, reports_user_errors
 from schema.ids import to_id, to_key

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from graphql import (
     ASTValidationRule,
@@ -33,8 +34,7 @@ from strawberry.types import ExecutionResult as StreamedResult
 from strawberry.types import StreamExecutionResult
 from strawberry.types.graphql import OperationType
 
-from api.context import Context
-from api.settings import Settings
+from schema.context import Context, SchemaSettings
 from services.errors import UsageBudgetExceeded
 
 CODE = "QUERY_TOO_COMPLEX"
@@ -50,10 +50,20 @@ def aliases_rule(max_aliases: int) -> type[ASTValidationRule]:
     return MaxAliasesLimiter(max_alias_count=max_aliases).validation_rules[0]
 
 
-def settings_of(context: object) -> Settings:
+@dataclass(frozen=True, slots=True)
+class QueryLimits:
+    """The limits of a context without settings (schema tests): the documented defaults."""
+
+    introspection: bool = True
+    max_query_depth: int = 15
+    max_query_aliases: int = 30
+    max_query_tokens: int = 10_000
+
+
+def settings_of(context: object) -> SchemaSettings | QueryLimits:
     """The request's settings; the defaults for a context without any (schema tests)."""
     settings = getattr(context, "settings", None)
-    return settings if isinstance(settings, Settings) else Settings()
+    return QueryLimits() if settings is None else settings
 
 
 def _refused_limit(error: GraphQLError) -> str | None:

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
 
-from api.context import Context
 from models import Member as MemberRow
+from schema.context import Context
 from schema.enums import Role
 from schema.errors import UserError, reports_user_errors
 from schema.ids import to_id

@@ -7,8 +7,8 @@ from typing import Any
 
 import strawberry
 
-from api.context import Context
 from models import Message as MessageRow
+from schema.context import Context
 from schema.credits import CreditBalance
 from schema.enums import Direction, Encoding, MessageStatus
 from schema.errors import UserError, reports_user_errors

@@ -7,9 +7,9 @@ from typing import Any
 
 import strawberry
 
-from api.context import Context
 from models import BalanceAlert as BalanceAlertRow
 from models import Notice as NoticeRow
+from schema.context import Context
 from schema.enums import AlertState, NoticeKind
 from schema.errors import UserError, reports_user_errors
 from schema.ids import to_id

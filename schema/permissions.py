@@ -7,7 +7,7 @@ from typing import Any
 import strawberry
 from strawberry.permission import BasePermission
 
-from api.context import Context
+from schema.context import Context
 
 
 class IsAdmin(BasePermission):

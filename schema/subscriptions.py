@@ -31,8 +31,8 @@ from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
 from strawberry.types.nodes import Selection
 
-from api.context import Context, Loaders
 from models import LedgerEntry as LedgerEntryRow
+from schema.context import Context, Loaders
 from schema.credits import CreditBalance, LedgerEntry
 from schema.execution import PlainFieldsExecutor
 from schema.notices import Notice

@@ -6,7 +6,7 @@ from typing import Any
 
 import strawberry
 
-from api.context import Context
+from schema.context import Context
 from schema.errors import UserError, reports_user_errors
 from schema.ids import to_id, to_key
 from services import tokens

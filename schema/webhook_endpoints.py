@@ -7,9 +7,9 @@ from typing import Any
 
 import strawberry
 
-from api.context import Context
 from models import WebhookDelivery as DeliveryRow
 from models import WebhookEndpoint as EndpointRow
+from schema.context import Context
 from schema.enums import DeliveryStatus, NoticeKind
 from schema.errors import UserError, reports_user_errors
 from schema.ids import to_id, to_key

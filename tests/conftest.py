@@ -23,7 +23,6 @@ import pytest
 from tortoise import Tortoise
 
 from api.app import create_app
-from api.runtime import Runtime
 from api.settings import Settings
 from models.db import close_database, is_sqlite, migrate_database, open_database
 from models.enums import Role
@@ -33,6 +32,7 @@ from services.broadcast import LocalBroker
 from services.carrier import SimulatedCarrier
 from services.clock import FrozenClock
 from services.payments import SimulatedPaymentProvider
+from services.runtime import Runtime
 
 START = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 MIGRATIONS_TABLE = "tortoise_migrations"

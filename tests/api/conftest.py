@@ -6,12 +6,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from api.runtime import Runtime
 from api.settings import Settings
 from models import Inbox
 from services.access import Principal
 from services.clock import FrozenClock
 from services.inboxes import create_shared_inbox
+from services.runtime import Runtime
 from tests.api.test_subscriptions import SHARED_NUMBER, Live, serving
 
 

@@ -4,13 +4,13 @@ import asyncio
 from datetime import timedelta
 
 from api.background import allotment_sweeper, sweep_due_allotments
-from api.runtime import Runtime
 from models import Account, LedgerEntry, SubscriptionPeriod
 from models.enums import LedgerEntryKind
 from services.accounts import NewAccount
 from services.auto_recharge import CLAIM_TIMEOUT
 from services.clock import FrozenClock
 from services.payments import SimulatedPaymentProvider, set_payment_method
+from services.runtime import Runtime
 from tests.services.conftest import enable_auto_recharge, open_inbox, principal
 from tests.services.test_auto_recharge import (
     DyingAfterCharge,

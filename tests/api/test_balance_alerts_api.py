@@ -6,11 +6,11 @@ from datetime import timedelta
 
 import pytest
 
-from api.runtime import Runtime
 from models import Account, BalanceAlert, Inbox, Message, Notice
 from services.accounts import NewAccount
 from services.clock import FrozenClock
 from services.messaging import record_delivery_status
+from services.runtime import Runtime
 from tests.api.spend import (
     ALERTS,
     NOTICES,

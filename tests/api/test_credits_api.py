@@ -5,7 +5,6 @@ from typing import Any
 
 import pytest
 
-from api.runtime import Runtime
 from models import Account, Inbox, LedgerEntry
 from models.enums import CreditBucket, LedgerEntryKind
 from services.access import Principal
@@ -13,6 +12,7 @@ from services.accounts import NewAccount
 from services.clock import FrozenClock
 from services.messaging import record_delivery_status
 from services.payments import SimulatedPaymentProvider
+from services.runtime import Runtime
 from tests.api.test_accounts_api import errors_of, member_token
 from tests.api.test_messages_api import MESSAGES, open_shared_inbox, received, sent_directly
 from tests.conftest import Api

@@ -12,12 +12,12 @@ import httpx
 import pytest
 
 from api.exports import CHUNK_BYTES
-from api.runtime import Runtime
 from models import Inbox, UsageExport
 from services.access import Principal
 from services.accounts import NewAccount
 from services.clock import FrozenClock
 from services.exports import HEADER, sign_export
+from services.runtime import Runtime
 from tests.api.test_accounts_api import add_member, errors_of, member_token
 from tests.api.test_messages_api import open_shared_inbox
 from tests.api.test_usage_api import JANUARY, at, data

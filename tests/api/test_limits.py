@@ -11,9 +11,9 @@ import pytest
 from graphql import get_introspection_query
 
 from api.app import create_app
-from api.runtime import Runtime
 from api.settings import Settings
 from services.accounts import NewAccount
+from services.runtime import Runtime
 
 
 def nested(levels: int) -> str:

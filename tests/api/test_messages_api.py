@@ -5,7 +5,6 @@ from typing import Any
 
 import pytest
 
-from api.runtime import Runtime
 from models import Account, Inbox, LedgerEntry, Message
 from models.enums import CreditBucket, LedgerEntryKind, Role
 from services.access import Principal
@@ -13,6 +12,7 @@ from services.accounts import NewAccount, PlanTerms, create_account
 from services.clock import FrozenClock
 from services.inboxes import create_shared_inbox
 from services.messaging import receive_message, send_message
+from services.runtime import Runtime
 from tests.api.test_accounts_api import errors_of, member_token
 from tests.conftest import Api
 

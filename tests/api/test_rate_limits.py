@@ -19,10 +19,10 @@ from starlette.applications import Starlette
 from api import limits
 from api.app import create_app
 from api.ratelimit import Counter, MemoryCounter, RedisCounter, _name
-from api.runtime import Runtime
 from api.settings import Settings
 from services.accounts import NewAccount
 from services.clock import FrozenClock
+from services.runtime import Runtime
 from tests.api.test_subscriptions import (
     LEGACY_WS,
     Live,

@@ -26,12 +26,12 @@ from hypothesis import strategies as st
 from hypothesis_graphql import Mode, from_schema, nodes
 
 from api.app import create_app
-from api.runtime import Runtime, broker_for
 from api.settings import Settings
 from models.enums import LedgerEntryKind, Role
 from schema import schema
 from services.clock import FrozenClock
 from services.payments import SimulatedPaymentProvider
+from services.runtime import Runtime, broker_for
 from tests.api.fuzz_values import JUNK, operations, resolved
 from tests.api.fuzz_world import (
     Credits,

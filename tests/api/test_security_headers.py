@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from api.app import create_app
-from api.runtime import Runtime
 from api.settings import Settings
+from services.runtime import Runtime
 
 ALLOWED = "https://app.example"
 SECURITY_HEADERS = {

@@ -32,7 +32,6 @@ from websockets.asyncio.client import ClientConnection
 
 from api.app import create_app
 from api.background import sweep_due_allotments
-from api.runtime import Runtime
 from api.settings import Settings
 from models import Account, Inbox, LedgerEntry
 from models.enums import CreditBucket, LedgerEntryKind
@@ -47,6 +46,7 @@ from services.clock import FrozenClock
 from services.ledger import Balance
 from services.live import HOLD_SECONDS, LiveEvent, balance_changes
 from services.messaging import send_message
+from services.runtime import Runtime
 from tests.api.test_accounts_api import UPDATE_ACCOUNT, member_token
 from tests.api.test_server_process import TALLY, Server, free_port
 from tests.conftest import Api

@@ -8,11 +8,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from api.runtime import Runtime
 from models import Inbox, Member
 from services.access import Principal
 from services.accounts import NewAccount
 from services.clock import FrozenClock
+from services.runtime import Runtime
 from tests.api.test_accounts_api import UPDATE_ACCOUNT, member_token
 from tests.api.test_messages_api import open_shared_inbox
 from tests.conftest import Api

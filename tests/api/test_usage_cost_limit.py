@@ -16,7 +16,6 @@ import httpx
 import pytest
 
 from api.app import create_app
-from api.runtime import Runtime
 from api.settings import Settings
 from models import Member
 from models.enums import Role
@@ -24,6 +23,7 @@ from services.access import Principal
 from services.accounts import NewAccount
 from services.clock import FrozenClock
 from services.members import create_member
+from services.runtime import Runtime
 from tests.api.test_subscriptions import (
     Live,
     receive,

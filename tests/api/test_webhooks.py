@@ -13,7 +13,6 @@ from typing import Any
 import httpx
 import pytest
 
-from api.runtime import Runtime
 from api.webhooks import MAX_BODY_BYTES
 from models import Account, Inbox, LedgerEntry, Message
 from models.enums import CreditBucket, Direction, Encoding, LedgerEntryKind, MessageStatus
@@ -24,6 +23,7 @@ from services.inboxes import create_shared_inbox
 from services.messaging import send_message
 from services.payments import set_payment_method
 from services.purchases import buy_credits
+from services.runtime import Runtime
 
 SECRET = "hook-secret"
 INBOX_NUMBER = "+14155550100"

@@ -18,10 +18,10 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from api.graphql import MAX_OPERATION_ID_LENGTH, MAX_OPERATIONS_PER_CONNECTION
-from api.runtime import Runtime
 from api.settings import Settings
 from models import Inbox
 from services.accounts import NewAccount
+from services.runtime import Runtime
 from tests.api.test_subscriptions import (
     BALANCE_CHANGED,
     CUSTOMER,

@@ -18,11 +18,11 @@ from starlette.responses import Response
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import ExecutionResult
 
-from api.context import Context
-from api.runtime import Runtime
 from api.settings import Settings
 from schema import schema
+from schema.context import Context
 from services.access import Principal
+from services.runtime import Runtime
 
 
 def context_of(settings: Settings, runtime: Runtime, principal: Principal) -> Context:

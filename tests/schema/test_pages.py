@@ -10,9 +10,9 @@ import json
 
 import pytest
 
-from api.runtime import Runtime
 from services.access import Principal
 from services.payments import set_payment_method
+from services.runtime import Runtime
 from tests.schema.conftest import Run
 from tests.services.conftest import body_of, buy, open_inbox, receive, send
 

@@ -15,7 +15,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from strawberry.types.base import get_object_definition
 
-from api.runtime import Runtime
 from models import Inbox
 from models.enums import Role
 from schema.execution import PlainFieldsExecutor
@@ -23,6 +22,7 @@ from schema.usage import UsageBucket, UsageFigures
 from services.access import Principal
 from services.clock import FrozenClock
 from services.members import create_member
+from services.runtime import Runtime
 from services.usage import BucketUsage, Figures
 from tests.schema.conftest import Run
 from tests.services.conftest import REGION, body_of, open_inbox, receive, send

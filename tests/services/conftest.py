@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import pytest
 
-from api.runtime import Runtime
 from models import Account, Inbox, LedgerEntry, Message
 from models.enums import CreditBucket, Role
 from services.access import Principal
@@ -24,6 +23,7 @@ from services.inboxes import create_shared_inbox
 from services.messaging import Received, Sent, receive_message, record_delivery_status, send_message
 from services.payments import SavedMethod, set_payment_method
 from services.purchases import Purchase, buy_credits
+from services.runtime import Runtime
 
 INBOX_NUMBER = "+14155550100"
 CUSTOMER = "+14155550123"

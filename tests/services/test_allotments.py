@@ -6,13 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from api.runtime import Runtime
 from models import Account, LedgerEntry, SubscriptionPeriod
 from models.enums import CreditBucket, LedgerEntryKind
 from services.access import Principal
 from services.accounts import NewAccount
 from services.allotments import catch_up, current_balance_change, due_account_ids
 from services.clock import FrozenClock
+from services.runtime import Runtime
 from tests.services.conftest import (
     assert_ledger_balances,
     body_of,

@@ -9,7 +9,6 @@ from datetime import timedelta
 
 import pytest
 
-from api.runtime import Runtime
 from models import Account, Inbox, LedgerEntry
 from models.credits import AutoRecharge, RechargeState
 from models.enums import CreditBucket, LedgerEntryKind, Role
@@ -35,6 +34,7 @@ from services.errors import (
 )
 from services.messaging import Sent
 from services.payments import Charge, SimulatedPaymentProvider, set_payment_method
+from services.runtime import Runtime
 from tests.services.conftest import (
     Buckets,
     EventReader,

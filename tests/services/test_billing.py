@@ -7,7 +7,6 @@ from datetime import timedelta
 
 import pytest
 
-from api.runtime import Runtime
 from models import Account, Inbox, LedgerEntry
 from models.enums import Encoding, LedgerEntryKind
 from services.access import Principal
@@ -26,6 +25,7 @@ from services.errors import InvalidValue
 from services.messaging import record_delivery_status
 from services.payments import set_payment_method
 from services.purchases import buy_credits
+from services.runtime import Runtime
 from tests.services.test_history import receive, send, shared
 
 

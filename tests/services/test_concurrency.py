@@ -12,7 +12,6 @@ from datetime import timedelta
 
 import pytest
 
-from api.runtime import Runtime
 from models import LedgerEntry, Message, SubscriptionPeriod
 from models.enums import LedgerEntryKind
 from services.access import Principal
@@ -22,6 +21,7 @@ from services.clock import FrozenClock
 from services.errors import InsufficientCredits
 from services.messaging import Sent
 from services.payments import set_payment_method
+from services.runtime import Runtime
 from tests.services.conftest import (
     Buckets,
     assert_ledger_balances,

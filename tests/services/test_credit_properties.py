@@ -16,7 +16,6 @@ from typing import Any
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from api.runtime import Runtime
 from models import Account, LedgerEntry, Message, SubscriptionPeriod
 from models.enums import CreditBucket, LedgerEntryKind, MessageStatus
 from services.access import Principal
@@ -26,6 +25,7 @@ from services.carrier import CarrierRejected
 from services.clock import FrozenClock
 from services.errors import InsufficientCredits, PaymentDeclined
 from services.payments import SimulatedPaymentProvider, set_payment_method
+from services.runtime import Runtime
 from tests.conftest import START, _empty_tables
 from tests.services.conftest import (
     body_of,

@@ -12,7 +12,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from api.runtime import Runtime
 from models import Account, Inbox, Member, UsageExport
 from models.enums import Role, WeekStart
 from services.access import Principal
@@ -37,6 +36,7 @@ from services.exports import (
 )
 from services.inboxes import create_shared_inbox
 from services.members import create_member
+from services.runtime import Runtime
 from services.tokens import revoke_token
 from services.usage import Figures, UsageGroupBy, account_usage
 from tests.services.conftest import REGION, body_of, receive, send

@@ -6,7 +6,6 @@ from datetime import timedelta
 
 import pytest
 
-from api.runtime import Runtime
 from models import Inbox, LedgerEntry, Message
 from models.enums import Direction, LedgerEntryKind, Role
 from services.access import Principal
@@ -23,6 +22,7 @@ from services.history import (
 from services.inboxes import create_shared_inbox
 from services.members import create_member
 from services.messaging import receive_message, send_message
+from services.runtime import Runtime
 from tests.conftest import START
 
 

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from api.runtime import Runtime
 from models import IdempotencyRecord, Inbox, LedgerEntry, Message
 from models.enums import IdempotencyState, LedgerEntryKind
 from services.access import Principal
@@ -15,6 +14,7 @@ from services.carrier import SimulatedCarrier
 from services.errors import IdempotencyConflict, InsufficientCredits, InvalidValue, PaymentDeclined
 from services.idempotency import fingerprint
 from services.payments import Charge, SavedMethod, SimulatedPaymentProvider, set_payment_method
+from services.runtime import Runtime
 from tests.services.conftest import (
     CUSTOMER,
     Buckets,

@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 from tortoise import Tortoise
 from tortoise.backends.base.client import TransactionalDBClient
 
-from api.runtime import Runtime
 from models import LedgerEntry
 from models.enums import CreditBucket, LedgerEntryKind
 from services.accounts import NewAccount
@@ -18,6 +17,7 @@ from services.broadcast import BalanceEvent, LocalBroker
 from services.clock import FrozenClock
 from services.errors import InsufficientCredits
 from services.ledger import debit_split
+from services.runtime import Runtime
 from tests.services.conftest import (
     EventReader,
     Shop,

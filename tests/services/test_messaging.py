@@ -6,7 +6,6 @@ from datetime import timedelta
 
 import pytest
 
-from api.runtime import Runtime
 from models import Inbox, LedgerEntry, Message
 from models.enums import CreditBucket, Direction, LedgerEntryKind, MessageStatus, Role
 from services.access import Principal
@@ -24,6 +23,7 @@ from services.errors import (
     TallyError,
 )
 from services.members import create_member
+from services.runtime import Runtime
 from tests.services.conftest import (
     REGION,
     Buckets,

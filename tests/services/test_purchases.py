@@ -6,7 +6,6 @@ from datetime import timedelta
 
 import pytest
 
-from api.runtime import Runtime
 from models import Account, LedgerEntry
 from models.enums import CreditBucket, LedgerEntryKind, Role
 from services.access import Principal
@@ -15,6 +14,7 @@ from services.clock import FrozenClock
 from services.errors import Forbidden, InvalidValue, PaymentDeclined, PaymentMethodRequired
 from services.ledger import LARGEST_AMOUNT
 from services.payments import SimulatedPaymentProvider, set_payment_method
+from services.runtime import Runtime
 from tests.services.conftest import Buckets, buckets, buy, ledger, open_account, principal
 
 pytestmark = pytest.mark.usefixtures("db")

@@ -6,7 +6,6 @@ from datetime import timedelta
 import pytest
 from tortoise.functions import Count, Sum
 
-from api.runtime import Runtime
 from models import Account, Inbox, LedgerEntry, Message, SubscriptionPeriod, UsageDay
 from models.enums import CreditBucket, LedgerEntryKind, Role
 from services import rollups, seeding
@@ -14,6 +13,7 @@ from services.access import Principal
 from services.accounts import PlanTerms, create_account
 from services.calendar import Granularity
 from services.clock import FrozenClock
+from services.runtime import Runtime
 from services.seeding import grow_history
 from services.usage import UsageGroupBy, account_usage
 from tests.services.conftest import open_inbox, send

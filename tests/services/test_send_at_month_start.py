@@ -12,11 +12,11 @@ from datetime import timedelta
 
 import pytest
 
-from api.runtime import Runtime
 from models.enums import LedgerEntryKind
 from services.clock import FrozenClock
 from services.errors import InsufficientCredits, PaymentDeclined
 from services.payments import Charge, SimulatedPaymentProvider
+from services.runtime import Runtime
 from tests.services.conftest import (
     Buckets,
     body_of,

@@ -12,7 +12,6 @@ import pytest
 from tortoise.connection import get_connection
 from tortoise.models import Model
 
-from api.runtime import Runtime
 from models import Inbox, Member, Message, UsageAccountDay, UsageDay, UsageMonth
 from models.enums import Role
 from models.migrations import __name__ as migrations_package
@@ -24,6 +23,7 @@ from services.clock import FrozenClock
 from services.errors import Forbidden, NotFound
 from services.members import create_member
 from services.rollups import split_months
+from services.runtime import Runtime
 from services.usage import Figures, Report, UsageGroupBy, account_usage, inbox_usage, member_usage
 from tests.services.conftest import REGION, body_of, open_inbox, receive, report, send
 

@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from api.runtime import Runtime
 from models import Account, Inbox, Member, Message
 from models.enums import InboxKind, Role, WeekStart
 from services.access import Principal
@@ -26,6 +25,7 @@ from services.calendar import Granularity
 from services.clock import FrozenClock
 from services.inboxes import create_shared_inbox
 from services.members import create_member
+from services.runtime import Runtime
 from services.usage import Figures, Report, UsageGroupBy, account_usage, member_usage
 from tests.services.conftest import REGION, body_of, receive, report, send
 from tests.services.test_usage import assert_rollups_match_messages

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from api.runtime import Runtime
 from models import Inbox
 from services.access import Principal
 from services.clock import FrozenClock
 from services.errors import Forbidden, UsageBudgetExceeded
+from services.runtime import Runtime
 from services.usage import UsageGroupBy, account_usage, inbox_usage, member_usage
 from services.usage_budget import UsageBudget
 from tests.services.conftest import receive

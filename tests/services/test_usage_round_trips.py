@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from api.runtime import Runtime
 from models import Account, Inbox
 from models.enums import InboxKind
 from services.access import Principal
 from services.clock import FrozenClock
 from services.errors import NotFound
+from services.runtime import Runtime
 from services.usage import Figures, UsageGroupBy, account_usage, inbox_usage, member_usage
 from tests.services.conftest import open_account, principal, receive
 from tests.services.test_usage import DAY, add_member, at

@@ -1,23 +1,51 @@
-"""The per-request (per-connection, on websockets) GraphQL context."""
+"""The per-request (per-connection, on websockets) GraphQL context.
+
+Declared here because the schema owns what its resolvers read; `api/graphql.py` builds it.
+"""
 
 from __future__ import annotations
 
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.dataloader import DataLoader
 
-from api.runtime import Runtime
-from api.settings import Settings
 from models import Account, Inbox, Member, Message
 from services import accounts, history, inboxes, members
 from services.access import Principal
 from services.clock import Clock
+from services.runtime import Runtime
 from services.usage_budget import UsageBudget
+
+
+class SchemaSettings(Protocol):
+    """The settings resolvers and the schema's extensions read (api's `Settings` has them)."""
+
+    @property
+    def default_region(self) -> str: ...
+    @property
+    def secret_key(self) -> str: ...
+    @property
+    def public_url(self) -> str: ...
+    @property
+    def introspection(self) -> bool: ...
+    @property
+    def max_query_depth(self) -> int: ...
+    @property
+    def max_query_aliases(self) -> int: ...
+    @property
+    def max_query_tokens(self) -> int: ...
+    @property
+    def max_usage_reports(self) -> int: ...
+    @property
+    def max_usage_buckets(self) -> int: ...
+    @property
+    def webhook_allow_private(self) -> bool: ...
+
 
 # A websocket's operations share its one Context and run at the same time, each in an
 # asyncio task of its own: a context variable gives each operation a budget of its own.
@@ -73,7 +101,7 @@ class Loaders:
 class Context:
     request: Request | WebSocket
     response: Response | WebSocket
-    settings: Settings
+    settings: SchemaSettings
     runtime: Runtime
     principal: Principal | None = None
     # An HTTP request's account, read with its token (services/tokens.py).

@@ -1,4 +1,8 @@
-"""The outside world the services talk to, built once per process from the settings."""
+"""The outside world the services talk to: one value, built once per process by the edge.
+
+Services that touch the outside world (the time, the carrier, the payment provider, the
+balance broker) take a `Runtime`; tests build one with a frozen clock and simulators.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from api.settings import Settings
 from services.broadcast import Broker, LocalBroker, RedisBroker
 from services.carrier import Carrier, SimulatedCarrier
 from services.clock import Clock, SystemClock
@@ -34,8 +37,8 @@ class Runtime:
     token_watch: TokenWatch = field(default_factory=TokenWatch)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Runtime:
-        return cls(broker=broker_for(settings.broadcast_url, settings.redis_namespace))
+    def for_broadcast(cls, url: str, namespace: str = "") -> Runtime:
+        return cls(broker=broker_for(url, namespace))
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
