@@ -42,7 +42,8 @@ async def gql(server: Server, token: str, query: str, **variables: Any) -> dict[
         )
     body: dict[str, Any] = response.json()
     assert "errors" not in body, body
-    return body["data"]
+    answer: dict[str, Any] = body["data"]
+    return answer
 
 
 async def deliveries(server: Server, token: str) -> list[dict[str, Any]]:
