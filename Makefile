@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck unit schema migrations bench bench-send bench-usage bench-fanout bench-load clean
+.PHONY: install run test lint typecheck unit schema migrations bench bench-send bench-usage bench-fanout bench-load bench-spend clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Tally needs Python 3.11+"'
@@ -69,7 +69,12 @@ bench-fanout: install
 bench-load: install
 	$(BIN)/python bench/load.py
 
-bench: bench-send bench-usage bench-fanout bench-load
+# Spend control's cost per send (alerts, a budget, an endpoint) and notice latency, about
+# 90 s. Results and how to read them: docs/benchmarks.md ("Spend control").
+bench-spend: install
+	$(BIN)/python bench/spend.py
+
+bench: bench-send bench-usage bench-fanout bench-load bench-spend
 
 clean:
 	rm -rf $(VENV) var

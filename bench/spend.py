@@ -1,0 +1,336 @@
+"""Spend control: what alerts, a budget and an endpoint cost a send; how fast notices go out.
+
+    .venv/bin/python bench/spend.py            # or: make bench-spend
+
+Every phase runs `tally serve` (one worker) on a fresh temporary SQLite database, all on
+127.0.0.1, with an account from `tally create-account` and a MEMBER sending from its
+personal inbox (as bench/send.py's `tally` phase):
+
+1. plain   - sendMessage load with no alert, no budget and no endpoint.
+2. spend   - the same load after setBalanceAlerts (3 thresholds), a SOFT budget on the
+             sending inbox and one webhook endpoint. The thresholds sit far below the
+             total and the budget far above the load, so nothing is crossed: this is the
+             price every send pays to check.
+   plain and spend alternate for --rounds rounds, so that drift on a shared machine hits
+   both alike; the ratio is of their summed rates.
+3. notices - a receiver in this process and `TALLY_WEBHOOK_ALLOW_PRIVATE=1`; cycles of
+             setBalanceAlerts(5 thresholds just under the total) then one 5-credit send,
+             which raises 5 notices, paced to --notice-rate notices a second. Latency is
+             the receiver's arrival time minus the notice's `createdAt`, which is taken
+             before the change commits: the figure overstates the true latency.
+
+Goals (issue 12): spend >= 0.9 x plain; notices at p99 <= 100 ms at 100 a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.send import (  # noqa: E402 - after the path fix, as a script
+    SEND_DOCUMENT,
+    TALLY,
+    Bench,
+    Phase,
+    fmt_ms,
+    free_port,
+    out,
+    post_json,
+    stop,
+    wait_until_up,
+)
+
+GOAL_RATIO = 0.9
+GOAL_NOTICE_P99_MS = 100.0
+NOTICES_PER_CYCLE = 5
+MEMBER = (
+    "mutation($input: CreateMemberInput!) { createMember(input: $input)"
+    " { member { id personalInbox { id } } userErrors { code message } } }"
+)
+TOKEN = (
+    "mutation($input: CreateApiTokenInput!) { createApiToken(input: $input)"
+    " { token userErrors { code message } } }"
+)
+SET_ALERTS = (
+    "mutation($t: [Int!]!) { setBalanceAlerts(input: {thresholds: $t})"
+    " { alerts { state } userErrors { code message } } }"
+)
+SET_BUDGET = (
+    "mutation($input: SetInboxBudgetInput!) { setInboxBudget(input: $input)"
+    " { inbox { id } userErrors { code message } } }"
+)
+ENDPOINT = (
+    "mutation($url: String!) { createWebhookEndpoint(input: {url: $url})"
+    " { endpoint { id } userErrors { code message } } }"
+)
+SEND = (
+    "mutation($input: SendMessageInput!) { sendMessage(input: $input)"
+    " { balance { total } userErrors { code message } } }"
+)
+
+
+@dataclass
+class Tally:
+    """A running `tally serve` with an admin and a member who sends from its own inbox."""
+
+    url: str
+    pid: int
+    admin: str
+    member: str
+    inbox: str
+
+    def call(self, query: str, token: str, **variables: object) -> dict:
+        answer = post_json(self.url, {"query": query, "variables": variables}, token)
+        if answer.get("errors"):
+            raise RuntimeError(f"{query[:40]}…: {answer['errors']}")
+        data: dict = answer["data"]
+        payload = next(iter(data.values()))
+        if payload.get("userErrors"):
+            raise RuntimeError(f"{query[:40]}…: {payload['userErrors']}")
+        return payload
+
+
+@contextlib.contextmanager
+def tally(workdir: Path, name: str, monthly_credits: int, env: dict[str, str]) -> Iterator[Tally]:
+    folder = workdir / name
+    folder.mkdir()
+    env = {
+        **os.environ,
+        "TALLY_DATABASE_URL": f"sqlite://{folder / 'tally.db'}",
+        "TALLY_SECRET_KEY": "bench-secret",
+        "TALLY_WEBHOOK_SECRET": "bench-webhook-secret",
+        "TALLY_RATE_LIMIT_PER_TOKEN": "1000000000",
+        "TALLY_RATE_LIMIT_PER_IP": "1000000000",
+        **env,
+    }
+    created = json.loads(
+        subprocess.run(
+            [TALLY, "create-account", "--name", "Bench", "--admin-name", "Admin",
+             "--admin-email", "admin@bench.example", "--monthly-credits", str(monthly_credits),
+             "--json"],
+            env=env, cwd=folder, check=True, capture_output=True, timeout=60,
+        ).stdout
+    )  # fmt: skip
+    port = free_port()
+    log = folder / "serve.log"
+    with log.open("wb") as sink:
+        server = subprocess.Popen(
+            [TALLY, "serve", "--port", str(port)],
+            env=env, cwd=folder, stdout=sink, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/graphql"
+    try:
+        wait_until_up(url, server, log)
+        admin = created["token"]
+        draft = Tally(url, server.pid, admin, "", "")
+        member = draft.call(
+            MEMBER,
+            admin,
+            input={
+                "name": "Sender",
+                "email": "s@bench.example",
+                "personalPhoneNumber": "(415) 555-0142",
+            },
+        )["member"]
+        token = draft.call(TOKEN, admin, input={"memberId": member["id"], "name": "bench"})["token"]
+        yield Tally(url, server.pid, admin, token, member["personalInbox"]["id"])
+    finally:
+        stop(server)
+
+
+def load(bench: Bench, server: Tally, phase: Phase) -> Phase:
+    body = json.dumps(
+        {
+            "query": SEND_DOCUMENT,
+            "variables": {"input": {"inboxId": server.inbox, "to": "+14155550100", "body": "Hi"}},
+        }
+    )
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {server.member}"}
+    port = int(server.url.split(":")[2].split("/")[0])
+    return bench.drive(
+        phase, port=port, path="/graphql", body=body, headers=headers,
+        check="graphql-send", server_pid=server.pid,
+    )  # fmt: skip
+
+
+def throughput(bench: Bench, workdir: Path, rounds: int) -> tuple[list[Phase], list[Phase]]:
+    plain, spend = [], []
+    for n in range(rounds):
+        out(f"  round {n + 1}: plain")
+        with tally(workdir, f"plain-{n}", 10_000_000, {}) as server:
+            plain.append(load(bench, server, Phase("plain", "no spend control configured")))
+        out(f"  round {n + 1}: spend")
+        with tally(
+            workdir, f"spend-{n}", 10_000_000, {"TALLY_WEBHOOK_ALLOW_PRIVATE": "1"}
+        ) as server:
+            server.call(SET_ALERTS, server.admin, t=[100, 1_000, 10_000])
+            budget = {"inboxId": server.inbox, "monthlyCredits": 1_000_000, "mode": "SOFT"}
+            server.call(SET_BUDGET, server.admin, input=budget)
+            # Never called: nothing is crossed (port 9 is discard's, on loopback).
+            server.call(ENDPOINT, server.admin, url="http://127.0.0.1:9/hook")
+            spend.append(load(bench, server, Phase("spend", "3 alerts, a SOFT budget, 1 endpoint")))
+    return plain, spend
+
+
+@dataclass
+class Arrivals:
+    latencies_ms: list[float]
+
+    async def handle(self, request: Request) -> Response:
+        arrived = time.time()
+        created = datetime.fromisoformat(json.loads(await request.body())["createdAt"])
+        self.latencies_ms.append((arrived - created.timestamp()) * 1000)
+        return Response(status_code=204)
+
+
+@contextlib.asynccontextmanager
+async def receiver(arrivals: Arrivals) -> AsyncIterator[str]:
+    port = free_port()
+    app = Starlette(routes=[Route("/hook", arrivals.handle, methods=["POST"])])
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}/hook"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def notices(workdir: Path, rate: float, seconds: float) -> tuple[int, list[float], float]:
+    """Notices raised, their latencies (ms), and the rate achieved (notices/s)."""
+    arrivals = Arrivals([])
+    env = {"TALLY_WEBHOOK_ALLOW_PRIVATE": "1"}
+    async with receiver(arrivals) as hook:
+        with tally(workdir, "notices", 500_000, env) as server:
+            server.call(ENDPOINT, server.admin, url=hook)
+            raised, achieved = await _raise_notices(server, rate, seconds)
+            deadline = time.monotonic() + 10
+            # Polling: arrivals are appended by the receiver's requests.
+            while len(arrivals.latencies_ms) < raised and time.monotonic() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+    return raised, arrivals.latencies_ms, achieved
+
+
+async def _raise_notices(server: Tally, rate: float, seconds: float) -> tuple[int, float]:
+    cycle = NOTICES_PER_CYCLE / rate
+    body = "x" * (153 * NOTICES_PER_CYCLE)
+    send = {"inboxId": server.inbox, "to": "+14155550100", "body": body}
+    raised = 0
+    async with httpx.AsyncClient(timeout=30) as http:
+
+        async def call(query: str, token: str, **variables: object) -> dict:
+            response = await http.post(
+                server.url,
+                json={"query": query, "variables": variables},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            payload: dict = next(iter(response.json()["data"].values()))
+            if payload.get("userErrors"):
+                raise RuntimeError(payload["userErrors"])
+            return payload
+
+        total = 500_000
+        started = time.monotonic()
+        while time.monotonic() - started < seconds:
+            due = started + (raised // NOTICES_PER_CYCLE) * cycle
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            await call(SET_ALERTS, server.admin, t=[total - k for k in range(NOTICES_PER_CYCLE)])
+            total = (await call(SEND, server.member, input=send))["balance"]["total"]
+            raised += NOTICES_PER_CYCLE
+        achieved = raised / (time.monotonic() - started)
+    return raised, achieved
+
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per load")
+    parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per load")
+    parser.add_argument("--processes", type=int, default=2, help="load client processes")
+    parser.add_argument("--connections", type=int, default=8, help="connections per process")
+    parser.add_argument("--rounds", type=int, default=2, help="plain/spend pairs")
+    parser.add_argument("--notice-rate", type=float, default=100.0, help="notices a second")
+    parser.add_argument("--notice-seconds", type=float, default=20.0, help="notice phase length")
+    args = parser.parse_args(argv)
+    args.synchronous = None
+    args.py_spy = None
+    workdir = Path(tempfile.mkdtemp(prefix="tally-bench-spend-"))
+    try:
+        out("throughput (plain and spend alternating) ...")
+        plain, spend = throughput(Bench(args, workdir), workdir, args.rounds)
+        out("notice latency ...")
+        raised, latencies, achieved = asyncio.run(
+            notices(workdir, args.notice_rate, args.notice_seconds)
+        )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return report(plain, spend, raised, latencies, achieved)
+
+
+def report(
+    plain: list[Phase], spend: list[Phase], raised: int, latencies: list[float], achieved: float
+) -> int:
+    out("")
+    out("| phase | sends/s | p50 ms | p99 ms | errors |")
+    out("|---|---|---|---|---|")
+    for phase in [p for pair in zip(plain, spend, strict=True) for p in pair]:
+        out(
+            f"| {phase.name} | {phase.rate:.0f} | {fmt_ms(phase.percentile_ms(0.5))} |"
+            f" {fmt_ms(phase.percentile_ms(0.99))} | {phase.errors} |"
+        )
+    ratio = sum(p.rate for p in spend) / max(1e-9, sum(p.rate for p in plain))
+    p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
+    out("")
+    out(f"spend / plain: {ratio:.2f} (goal >= {GOAL_RATIO})")
+    out(
+        f"notices: {raised} raised at {achieved:.0f}/s, {len(latencies)} received;"
+        f" latency p50 {fmt_ms(p50)} ms, p99 {fmt_ms(p99)} ms,"
+        f" max {fmt_ms(max(latencies, default=None))} ms"
+        f" (goal p99 <= {GOAL_NOTICE_P99_MS:g} ms)"
+    )
+    errors = sum(p.errors for p in plain + spend)
+    met = (
+        ratio >= GOAL_RATIO
+        and len(latencies) == raised
+        and p99 is not None
+        and p99 <= GOAL_NOTICE_P99_MS
+        and errors == 0
+    )
+    out("goals met" if met else "goals NOT met")
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
