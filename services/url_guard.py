@@ -16,6 +16,8 @@ from services.errors import InvalidValue
 
 MAX_URL_LENGTH = 2048
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+# Carrier-grade NAT space (RFC 6598): not "private" to Python, but never a public host.
+_SHARED = ipaddress.ip_network("100.64.0.0/10")
 
 
 class UnsafeAddress(Exception):
@@ -48,6 +50,7 @@ def is_public(address: Address) -> bool:
         or address.is_multicast
         or address.is_unspecified
         or address.is_reserved
+        or address in _SHARED
     )
 
 
