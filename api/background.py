@@ -17,8 +17,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from api.settings import Settings
-from services import allotments, auto_recharge
-from services.broadcast import announce
+from services import allotments, auto_recharge, ledger
 from services.dispatcher import DispatchRules
 from services.runtime import Runtime
 
@@ -31,24 +30,17 @@ async def sweep_due_allotments(runtime: Runtime) -> int:
     """Apply due allotments (a batch per call); the number of accounts changed."""
     changed = 0
     for account_id in await allotments.due_account_ids(clock=runtime.clock):
-        change = await allotments.catch_up(account_id, clock=runtime.clock)
-        if change is not None:
+        # Published, and auto-recharged when the new month leaves the total below the
+        # threshold, by the ledger like any other change.
+        if await ledger.catch_up(runtime, account_id) is not None:
             changed += 1
-            await announce(runtime.broker, change)
-            # The new month may leave the total below the auto-recharge threshold.
-            await auto_recharge.maybe_auto_recharge(
-                account_id=account_id,
-                clock=runtime.clock,
-                provider=runtime.payments,
-                broker=runtime.broker,
-            )
     return changed
 
 
 async def sweep_stalled_recharges(runtime: Runtime) -> int:
     """Settle auto-recharges a stopped process left between charge and ledger entry."""
     return await auto_recharge.complete_all_stalled_recharges(
-        clock=runtime.clock, provider=runtime.payments, broker=runtime.broker
+        runtime=runtime,
     )
 
 

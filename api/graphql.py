@@ -56,6 +56,7 @@ from api.settings import Settings
 from schema import schema
 from schema.context import Context
 from services import tokens
+from services.access import Principal
 from services.runtime import Runtime
 
 # subscriptions-transport-ws clients drop a connection after 30 s without a "ka".
@@ -80,8 +81,8 @@ def connection_secret(params: Mapping[str, object] | None) -> str | None:
     return bearer_secret(params.get("authorization") or params.get("Authorization"))
 
 
-async def bearer_for(secret: str | None) -> tokens.Bearer | None:
-    return None if secret is None else await tokens.authenticate(secret)
+async def principal_for(secret: str | None, runtime: Runtime) -> Principal | None:
+    return None if secret is None else await tokens.authenticate(secret, cache=runtime.tokens)
 
 
 def message_problem(message: object) -> str | None:
@@ -221,6 +222,12 @@ class TallyGraphQL(GraphQL[Context, None]):
         # JSON between systems is UTF-8 (RFC 8259). json.loads would guess UTF-16 or -32
         # from the first bytes, and let a UnicodeDecodeError through (a 500); as a
         # JSONDecodeError it is Strawberry's 400 "Unable to parse request body as JSON".
+        try:
+            # orjson for the common case; anything it refuses is decided by the json module
+            # below, as before (integers past 64 bits, NaN, bad UTF-8 and deep nesting).
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
         if isinstance(data, bytes):
             try:
                 data = data.decode("utf-8")
@@ -258,18 +265,18 @@ class TallyGraphQL(GraphQL[Context, None]):
             request=request, response=response, settings=self.settings, runtime=self.runtime
         )
         if isinstance(request, Request):
-            bearer = await bearer_for(bearer_secret(request.headers.get("authorization")))
-            if bearer is not None:
-                context.principal, context.request_account = bearer.principal, bearer.account
-                request_state(request.scope)["account_id"] = bearer.principal.account_id
+            secret = bearer_secret(request.headers.get("authorization"))
+            principal = await principal_for(secret, self.runtime)
+            if principal is not None:
+                context.principal = principal
+                request_state(request.scope)["account_id"] = principal.account_id
         return context
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, Any] | None:
-        bearer = await bearer_for(connection_secret(context.connection_params))
-        if bearer is None:
+        principal = await principal_for(connection_secret(context.connection_params), self.runtime)
+        if principal is None:
             raise ConnectionRejectionError({"code": "UNAUTHENTICATED"})
-        # Not the account: the connection outlives the read (Context.account).
-        principal = context.principal = bearer.principal
+        context.principal = principal
         websocket = context.request
         if isinstance(websocket, WebSocket):
             request_state(websocket.scope)["account_id"] = principal.account_id

@@ -130,9 +130,7 @@ def webhook_routes(settings: Settings, runtime: Runtime) -> list[Route]:
                 body=payload["body"],
                 provider_message_id=_provider_id(payload),
                 region=settings.default_region,
-                clock=runtime.clock,
-                provider=runtime.payments,
-                broker=runtime.broker,
+                runtime=runtime,
             )
         except InvalidPhoneNumber:
             # No inbox can have a number that is not one: for the carrier that is a 404 too.
@@ -146,9 +144,7 @@ def webhook_routes(settings: Settings, runtime: Runtime) -> list[Route]:
         message = await record_delivery_status(
             provider_message_id=_provider_id(payload),
             delivered=payload["status"] == "delivered",
-            clock=runtime.clock,
-            broker=runtime.broker,
-            provider=runtime.payments,
+            runtime=runtime,
         )
         return {"id": str(message.id), "status": message.status.value}
 

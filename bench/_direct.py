@@ -43,10 +43,7 @@ async def run(job: dict[str, Any]) -> dict[str, Any]:
                     body=job["body"],
                     idempotency_key=None,
                     region="US",
-                    clock=runtime.clock,
-                    carrier=runtime.carrier,
-                    provider=runtime.payments,
-                    broker=runtime.broker,
+                    runtime=runtime,
                 )
                 if outcome.message.status.value != "SENT":
                     reason = f"status {outcome.message.status}"

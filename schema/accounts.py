@@ -71,9 +71,7 @@ class Account:
         runtime = info.context.runtime
         balance = await billing.current_balance(
             account_id=self.row.id,
-            clock=runtime.clock,
-            broker=runtime.broker,
-            provider=runtime.payments,
+            runtime=runtime,
         )
         return CreditBalance.from_result(balance)
 
@@ -163,9 +161,7 @@ class Account:
         runtime = info.context.runtime
         overview = await billing.billing_overview(
             account_id=self.row.id,
-            clock=runtime.clock,
-            broker=runtime.broker,
-            provider=runtime.payments,
+            runtime=runtime,
         )
         return BillingOverview.from_result(overview)
 

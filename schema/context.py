@@ -104,11 +104,22 @@ class Context:
     settings: SchemaSettings
     runtime: Runtime
     principal: Principal | None = None
-    # An HTTP request's account, read with its token (services/tokens.py).
+    # An HTTP request's account, once read (a websocket's context outlives any one read).
     request_account: Account | None = None
-    loaders: Loaders = field(default_factory=Loaders)
+    # Made on first use: most requests (a send, a balance) load nothing in batches.
+    _loaders: Loaders | None = field(default=None, repr=False)
     # Filled by Strawberry from the websocket connection_init payload.
     connection_params: dict[str, Any] | None = None
+
+    @property
+    def loaders(self) -> Loaders:
+        if self._loaders is None:
+            self._loaders = Loaders()
+        return self._loaders
+
+    @loaders.setter
+    def loaders(self, loaders: Loaders) -> None:
+        self._loaders = loaders
 
     @property
     def clock(self) -> Clock:
@@ -122,11 +133,14 @@ class Context:
         return self.principal
 
     async def account(self) -> Account:
-        """The actor's account: an HTTP request's as read with its token; on a websocket,
-        whose connection outlives any one read, read anew for each operation."""
+        """The actor's account: read once per HTTP request; on a websocket, whose
+        connection outlives any one read, read anew for each operation."""
         if self.request_account is not None:
             return self.request_account
-        return await accounts.get_account(self.actor.account_id)
+        account = await accounts.get_account(self.actor.account_id)
+        if isinstance(self.request, Request):
+            self.request_account = account
+        return account
 
     @property
     def usage_budget(self) -> UsageBudget:

@@ -17,9 +17,9 @@ from schema.pagination import Connection, CursorCodec, page_size
 from schema.permissions import IsAdmin
 from services import auto_recharge, history, payments, purchases
 from services.auto_recharge import AutoRechargeState
+from services.balance import Balance
 from services.billing import Overview
 from services.history import Page
-from services.ledger import Balance
 from services.payments import SavedMethod
 
 if TYPE_CHECKING:
@@ -248,9 +248,7 @@ class CreditsMutation:
             actor=info.context.actor,
             credits=input.credits,
             idempotency_key=input.idempotency_key,
-            clock=runtime.clock,
-            provider=runtime.payments,
-            broker=runtime.broker,
+            runtime=runtime,
         )
         return BuyCreditsPayload(
             entry=LedgerEntry.from_model(bought.entry),

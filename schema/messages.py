@@ -162,10 +162,7 @@ class MessageMutation:
             body=input.body,
             idempotency_key=input.idempotency_key,
             region=info.context.settings.default_region,
-            clock=runtime.clock,
-            carrier=runtime.carrier,
-            provider=runtime.payments,
-            broker=runtime.broker,
+            runtime=runtime,
         )
         return SendMessagePayload(
             message=Message.from_model(sent.message),

@@ -96,9 +96,7 @@ class Subscription:
         loads_messages = _selects(info.selected_fields, "message")
         async for seen in live.balance_changes(
             actor=context.actor,
-            clock=runtime.clock,
-            broker=runtime.broker,
-            provider=runtime.payments,
+            runtime=runtime,
         ):
             if loads_messages and seen.event.entries:
                 # A websocket keeps one context, loaders included: fresh ones per event keep

@@ -61,6 +61,6 @@ class TokenMutation:
         await tokens.revoke_token(
             actor=info.context.actor,
             token_id=to_key(input.token_id, field="token_id"),
-            clock=info.context.clock,
+            runtime=info.context.runtime,
         )
         return RevokeApiTokenPayload(revoked=True)

@@ -10,11 +10,11 @@ from tortoise.transactions import in_transaction
 
 from models import Account, Member
 from models.enums import Role, WeekStart
+from services import ledger
 from services.access import Principal, require_admin
-from services.allotments import grant_first_allotment
+from services.balance import LARGEST_AMOUNT
 from services.clock import Clock
 from services.errors import InvalidValue, NotFound
-from services.ledger import LARGEST_AMOUNT, lock_account, save_balance
 from services.members import add_member
 from services.purchases import MAX_CREDITS
 from services.rollups import rebuild_usage
@@ -77,7 +77,7 @@ async def create_account(
     """Create an account with its first ADMIN and an API token for that admin, atomically."""
     plan = _clean_plan(plan)
     now = clock.now()
-    async with in_transaction():
+    async with in_transaction() as conn:
         account = await Account.create(
             name=clean_name(name, field="name"),
             timezone=clean_timezone(timezone),
@@ -92,8 +92,7 @@ async def create_account(
             account=account, name=admin_name, email=admin_email, role=Role.ADMIN, now=now
         )
         token = await add_token(member=admin, name="Created with the account", now=now)
-        await grant_first_allotment(account, now=now)
-        await save_balance(account)
+        await ledger.open_account(account, conn)
     return NewAccount(account=account, admin=admin, token=token)
 
 
@@ -125,10 +124,9 @@ async def update_account(
     if week_start is not None:
         changes["week_start"] = week_start
     if changes:
-        async with in_transaction():
-            # Messages are counted (and refunded) under this same lock, in the zone they read
-            # on this row: each lands before the rebuild, which regroups it, or after it.
-            account = await lock_account(actor.account_id)
+        # Messages are counted (and refunded) under this same lock, in the zone they read
+        # on this row: each lands before the rebuild, which regroups it, or after it.
+        async with ledger.exclusive(actor.account_id) as account:
             await Account.filter(id=actor.account_id).update(**changes)
             if timezone is not None and timezone != account.timezone:
                 await rebuild_usage(account_id=actor.account_id, timezone=timezone)

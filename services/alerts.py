@@ -17,7 +17,6 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from tortoise.backends.base.client import BaseDBAsyncClient
-from tortoise.transactions import in_transaction
 
 from models import Account, BalanceAlert
 from models.enums import AlertState, NoticeKind
@@ -109,10 +108,12 @@ async def set_balance_alerts(
     require_admin(actor, "set balance alerts")
     wanted = _checked(thresholds)
     now = clock.now()
-    # Under the account lock: no change of the balance may slip between reading the
-    # total and storing the new alerts' states.
-    async with in_transaction():
-        account = await Account.select_for_update().get(id=actor.account_id)
+    # Imported here: the ledger runs this module's rule in every change.
+    from services import ledger
+
+    # No change of the balance may commit between reading the total and storing the
+    # new alerts' states.
+    async with ledger.exclusive(actor.account_id) as account:
         total = account.subscription_credits + account.purchased_credits
         existing = {
             a.threshold_credits: a for a in await BalanceAlert.filter(account_id=account.id)

@@ -22,21 +22,22 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from tortoise.expressions import F, Q
+from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from models import Account, LedgerEntry
 from models.credits import AutoRecharge, RechargeState
 from models.enums import CreditBucket, LedgerEntryKind, NoticeKind
+from services import ledger, sql
 from services.access import Principal, require_admin
-from services.allotments import apply_due_allotments
-from services.broadcast import Broker, announce
+from services.balance import Change, Posting
 from services.clock import Clock
 from services.errors import InvalidValue, PaymentDeclined, PaymentMethodRequired
-from services.ledger import Change, Posting, lock_account, post, save_change
+from services.ledger import Tx
 from services.notices import NoticeDraft
-from services.payments import PaymentProvider, saved_method
+from services.payments import saved_method
 from services.periods import period_at
+from services.runtime import Runtime
 
 FAILURES_BEFORE_OFF = 3
 # A claim older than this belongs to a process that died mid-recharge.
@@ -119,12 +120,7 @@ async def update_auto_recharge(
 
 
 async def maybe_auto_recharge(
-    *,
-    account_id: int,
-    clock: Clock,
-    provider: PaymentProvider,
-    broker: Broker,
-    required: int | None = None,
+    *, runtime: Runtime, account_id: int, required: int | None = None
 ) -> Change | None:
     """After a committed change: recharge if the rules say so; the change, or None.
 
@@ -135,11 +131,11 @@ async def maybe_auto_recharge(
     """
     waited = 0.0
     while True:
-        account = await _with_stalled_completed(account_id, clock, provider, broker)
+        account = await _with_stalled_completed(runtime, account_id)
         method = saved_method(account)
-        if method is None or not await _recharge_applies(account, required, clock=clock):
+        if method is None or not await _recharge_applies(account, required, clock=runtime.clock):
             return None
-        recharge = await _claim(account, clock=clock)
+        recharge = await _claim(account, clock=runtime.clock)
         if recharge is not None:
             break
         if required is None or waited >= WAIT_LIMIT_SECONDS:
@@ -147,25 +143,23 @@ async def maybe_auto_recharge(
         await asyncio.sleep(WAIT_STEP_SECONDS)
         waited += WAIT_STEP_SECONDS
     try:
-        charge = await provider.charge(
+        charge = await runtime.payments.charge(
             reference=method.reference,
             amount_cents=recharge.amount_cents,
             currency=account.currency,
             idempotency_key=recharge.charge_key,
         )
     except PaymentDeclined as declined:
-        await _record_decline(recharge, reason=declined.message, now=clock.now(), broker=broker)
+        await _record_decline(runtime, recharge, reason=declined.message)
         return None
     # Any other failure leaves the claim and the PENDING row as they are: the charge may
     # have been made, and recovery asks the provider once the claim has timed out.
-    change = await _credit(recharge, amount_cents=charge.amount_cents, clock=clock, broker=broker)
+    change = await _credit(runtime, recharge, amount_cents=charge.amount_cents)
     await _release(account_id, claimed_at=recharge.created_at)
     return change
 
 
-async def complete_stalled_recharges(
-    *, account_id: int, clock: Clock, provider: PaymentProvider, broker: Broker
-) -> int:
+async def complete_stalled_recharges(*, runtime: Runtime, account_id: int) -> int:
     """Settle the recharges a stopped process left PENDING on the account; how many it found.
 
     Only when no live recharge holds the account's claim (none, or one older than
@@ -173,7 +167,7 @@ async def complete_stalled_recharges(
     at once. A charge the provider has under the recharge's key is credited (one
     entry); without one the recharge is dropped (NOT_CHARGED): the customer paid nothing.
     """
-    now = clock.now()
+    now = runtime.clock.now()
     unclaimed = Q(auto_recharge_claimed_at__isnull=True) | Q(
         auto_recharge_claimed_at__lt=now - CLAIM_TIMEOUT
     )
@@ -182,22 +176,20 @@ async def complete_stalled_recharges(
         return 0
     stalled = await AutoRecharge.filter(account_id=account_id, state=RechargeState.PENDING)
     for recharge in stalled:
-        charge = await provider.find_charge(idempotency_key=recharge.charge_key)
+        charge = await runtime.payments.find_charge(idempotency_key=recharge.charge_key)
         if charge is None:
             await AutoRecharge.filter(id=recharge.id, state=RechargeState.PENDING).update(
-                state=RechargeState.NOT_CHARGED, settled_at=clock.now()
+                state=RechargeState.NOT_CHARGED, settled_at=runtime.clock.now()
             )
         else:
-            await _credit(recharge, amount_cents=charge.amount_cents, clock=clock, broker=broker)
+            await _credit(runtime, recharge, amount_cents=charge.amount_cents)
     await _release(account_id, claimed_at=now)
     return len(stalled)
 
 
-async def complete_all_stalled_recharges(
-    *, clock: Clock, provider: PaymentProvider, broker: Broker, batch: int = 100
-) -> int:
+async def complete_all_stalled_recharges(*, runtime: Runtime, batch: int = 100) -> int:
     """For the background sweep: settle stalled recharges of any account (a batch); how many."""
-    cutoff = clock.now() - CLAIM_TIMEOUT
+    cutoff = runtime.clock.now() - CLAIM_TIMEOUT
     stalled = (
         await AutoRecharge.filter(state=RechargeState.PENDING, created_at__lt=cutoff)
         .order_by("id")
@@ -205,20 +197,8 @@ async def complete_all_stalled_recharges(
     )
     settled = 0
     for account_id in sorted({recharge.account_id for recharge in stalled}):
-        settled += await complete_stalled_recharges(
-            account_id=account_id, clock=clock, provider=provider, broker=broker
-        )
+        settled += await complete_stalled_recharges(runtime=runtime, account_id=account_id)
     return settled
-
-
-def below_threshold(account: Account) -> bool:
-    """Whether `account` as read could trigger a threshold recharge (no query: a first filter)."""
-    total = account.subscription_credits + account.purchased_credits
-    return (
-        account.auto_recharge_enabled
-        and account.payment_reference is not None
-        and total < account.auto_recharge_threshold
-    )
 
 
 async def _recharge_applies(account: Account, required: int | None, *, clock: Clock) -> bool:
@@ -246,17 +226,13 @@ async def _last_change_was_a_recharge(account: Account) -> bool:
     return last is not None and last.kind is LedgerEntryKind.AUTO_RECHARGE
 
 
-async def _with_stalled_completed(
-    account_id: int, clock: Clock, provider: PaymentProvider, broker: Broker
-) -> Account:
+async def _with_stalled_completed(runtime: Runtime, account_id: int) -> Account:
     """The account as read, after settling a recharge that died under its claim (if any)."""
     account = await Account.get(id=account_id)
     claimed_at = account.auto_recharge_claimed_at
-    if claimed_at is None or claimed_at >= clock.now() - CLAIM_TIMEOUT:
+    if claimed_at is None or claimed_at >= runtime.clock.now() - CLAIM_TIMEOUT:
         return account
-    await complete_stalled_recharges(
-        account_id=account_id, clock=clock, provider=provider, broker=broker
-    )
+    await complete_stalled_recharges(runtime=runtime, account_id=account_id)
     return await Account.get(id=account_id)
 
 
@@ -290,68 +266,81 @@ async def _release(account_id: int, *, claimed_at: datetime) -> None:
     )
 
 
-async def _record_decline(
-    recharge: AutoRecharge, *, reason: str, now: datetime, broker: Broker
-) -> None:
+async def _record_decline(runtime: Runtime, recharge: AutoRecharge, *, reason: str) -> None:
     """Settle the recharge as declined and count the decline in the account row itself;
     turn auto-recharge off at the limit, never back on.
 
-    The decline raises AUTO_RECHARGE_FAILED (and AUTO_RECHARGE_DISABLED when it turns
-    auto-recharge off): a change with no entry, announced like any other.
+    A change of the account with no entry: it raises AUTO_RECHARGE_FAILED, and
+    AUTO_RECHARGE_DISABLED when this decline turns auto-recharge off, and its balance
+    event carries them (spend control).
     """
-    async with in_transaction():
-        # --- spend control (issue 12): the decline is a change of the account's own
-        locked = await lock_account(recharge.account_id)
-        total = locked.subscription_credits + locked.purchased_credits
-        raised = [NoticeDraft(NoticeKind.AUTO_RECHARGE_FAILED, total)]
-        if (
-            locked.auto_recharge_enabled
-            and locked.auto_recharge_failures + 1 >= FAILURES_BEFORE_OFF
-        ):
-            raised.append(NoticeDraft(NoticeKind.AUTO_RECHARGE_DISABLED, total))
-        await AutoRecharge.filter(id=recharge.id, state__in=UNSETTLED).update(
-            state=RechargeState.DECLINED, failure=reason, settled_at=now
+
+    async def decline(tx: Tx) -> None:
+        values = [RechargeState.DECLINED, reason, tx.now, recharge.id, *UNSETTLED]
+        await sql.run(tx.conn, _DECLINED, values)
+        account = tx.account
+        account.auto_recharge_failures += 1
+        account.auto_recharge_last_failure = reason
+        turned_off = account.auto_recharge_enabled and (
+            account.auto_recharge_failures >= FAILURES_BEFORE_OFF
         )
-        await Account.filter(id=recharge.account_id).update(
-            auto_recharge_failures=F("auto_recharge_failures") + 1,
-            auto_recharge_last_failure=reason,
-        )
-        await Account.filter(
-            id=recharge.account_id, auto_recharge_failures__gte=FAILURES_BEFORE_OFF
-        ).update(auto_recharge_enabled=False)
-        await _release(recharge.account_id, claimed_at=recharge.created_at)
-        change = await save_change(locked, [], now=now, raised=raised)
-    await announce(broker, change)
+        account.auto_recharge_enabled = account.auto_recharge_enabled and not turned_off
+        await sql.run(tx.conn, _COUNT_DECLINE, [reason, FAILURES_BEFORE_OFF, tx.account_id])
+        tx.raised.append(NoticeDraft(NoticeKind.AUTO_RECHARGE_FAILED, tx.total))
+        if turned_off:
+            tx.raised.append(NoticeDraft(NoticeKind.AUTO_RECHARGE_DISABLED, tx.total))
+
+    await ledger.commit(runtime, recharge.account_id, decline)
+    await _release(recharge.account_id, claimed_at=recharge.created_at)
 
 
-async def _credit(
-    recharge: AutoRecharge, *, amount_cents: int, clock: Clock, broker: Broker
-) -> Change | None:
+async def _credit(runtime: Runtime, recharge: AutoRecharge, *, amount_cents: int) -> Change | None:
     """Post the recharge's entry, unless it is credited already; the change, or None.
 
     NOT_CHARGED counts as not yet credited: a recovery gave up on a charge that its
     process, slower than the claim's timeout, made after all.
     """
-    now = clock.now()
-    async with in_transaction():
-        locked = await lock_account(recharge.account_id)
+    posting = Posting(
+        LedgerEntryKind.AUTO_RECHARGE,
+        CreditBucket.PURCHASED,
+        recharge.credits,
+        amount_cents=amount_cents,
+    )
+
+    async def credit(tx: Tx) -> bool:
         # Read under the account lock: whoever credits first is seen by the other.
-        if (await AutoRecharge.get(id=recharge.id)).state not in UNSETTLED:
-            return None
-        posting = Posting(
-            LedgerEntryKind.AUTO_RECHARGE,
-            CreditBucket.PURCHASED,
-            recharge.credits,
-            amount_cents=amount_cents,
-        )
-        entries = await apply_due_allotments(locked, now=now)
-        entries += await post(locked, [posting], now=now)
-        change = await save_change(locked, entries, now=now)
-        await AutoRecharge.filter(id=recharge.id).update(
-            state=RechargeState.CREDITED, entry_id=entries[-1].id, settled_at=now
-        )
-        await Account.filter(id=locked.id).update(
-            auto_recharge_failures=0, auto_recharge_last_failure=None
-        )
-    await announce(broker, change)
-    return change
+        states = await sql.fetch(tx.conn, _STATE, [recharge.id])
+        if RechargeState(states[0][0]) not in UNSETTLED:
+            return False
+        entry = await tx.post(posting)
+        await _mark_credited(tx, recharge_id=recharge.id, entry_id=entry.id)
+        return True
+
+    committed = await ledger.commit(runtime, recharge.account_id, credit)
+    return committed.changes[-1] if committed.value else None
+
+
+async def _mark_credited(tx: Tx, *, recharge_id: int, entry_id: int) -> None:
+    """Settle the recharge with its entry, and count declines afresh, in the entry's change."""
+    await sql.run(tx.conn, _CREDITED, [RechargeState.CREDITED, entry_id, tx.now, recharge_id])
+    tx.account.auto_recharge_failures = 0
+    tx.account.auto_recharge_last_failure = None
+    await sql.run(tx.conn, _RESET_FAILURES, [tx.account_id])
+
+
+_STATE = "SELECT state FROM auto_recharge WHERE id = ?"
+_DECLINED = (
+    "UPDATE auto_recharge SET state = ?, failure = ?, settled_at = ?"
+    " WHERE id = ? AND state IN (?, ?)"
+)
+_COUNT_DECLINE = (
+    "UPDATE account SET auto_recharge_failures = auto_recharge_failures + 1,"
+    " auto_recharge_last_failure = ?,"
+    " auto_recharge_enabled = auto_recharge_enabled AND auto_recharge_failures + 1 < ?"
+    " WHERE id = ?"
+)
+
+_CREDITED = "UPDATE auto_recharge SET state = ?, entry_id = ?, settled_at = ? WHERE id = ?"
+_RESET_FAILURES = (
+    "UPDATE account SET auto_recharge_failures = 0, auto_recharge_last_failure = NULL WHERE id = ?"
+)

@@ -14,13 +14,11 @@ from tortoise.functions import Sum
 
 from models import Account, LedgerEntry
 from models.enums import LedgerEntryKind
-from services.allotments import current_balance_change
-from services.auto_recharge import AutoRechargeState, auto_recharge_state, maybe_auto_recharge
-from services.broadcast import Broker, announce
-from services.clock import Clock
+from services import ledger
+from services.auto_recharge import AutoRechargeState, auto_recharge_state
+from services.balance import Balance
 from services.errors import InvalidValue
-from services.ledger import Balance
-from services.payments import PaymentProvider
+from services.runtime import Runtime
 from services.segments import SegmentCount, count_segments
 
 # Well above the 1,600 characters a message may have, so the text box can still show
@@ -62,22 +60,13 @@ def estimate(body: str) -> SegmentCount:
     return count_segments(body)
 
 
-async def current_balance(
-    *, account_id: int, clock: Clock, broker: Broker, provider: PaymentProvider
-) -> Balance:
+async def current_balance(*, runtime: Runtime, account_id: int) -> Balance:
     """The balance in credits now, after applying (and announcing) a due monthly allotment.
 
     A new month applied here is a committed change like a send: when it leaves the
     total below the auto-recharge threshold, it triggers the recharge.
     """
-    change = await current_balance_change(account_id, clock=clock)
-    if not change.entries:
-        return change.balance
-    await announce(broker, change)
-    recharged = await maybe_auto_recharge(
-        account_id=account_id, clock=clock, provider=provider, broker=broker
-    )
-    return change.balance if recharged is None else recharged.balance
+    return (await ledger.balance_now(runtime, account_id)).balance
 
 
 async def period_figures(*, account_id: int, period_index: int) -> PeriodFigures:
@@ -103,17 +92,13 @@ async def period_figures(*, account_id: int, period_index: int) -> PeriodFigures
     )
 
 
-async def billing_overview(
-    *, account_id: int, clock: Clock, broker: Broker, provider: PaymentProvider
-) -> Overview:
+async def billing_overview(*, runtime: Runtime, account_id: int) -> Overview:
     """The balance, auto-recharge state and figures of the current subscription month."""
-    balance = await current_balance(
-        account_id=account_id, clock=clock, broker=broker, provider=provider
-    )
+    balance = await current_balance(runtime=runtime, account_id=account_id)
     account = await Account.get(id=account_id)
     return Overview(
         balance=balance,
         account=account,
-        auto_recharge=await auto_recharge_state(account, clock=clock),
+        auto_recharge=await auto_recharge_state(account, clock=runtime.clock),
         figures=await period_figures(account_id=account_id, period_index=account.period_index),
     )

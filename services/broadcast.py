@@ -9,6 +9,9 @@ so when a slow subscriber's queue is full its backlog is dropped and it receives
 `None`, meaning "events were lost: re-read the balance", instead of holding up the
 others. Redis pub/sub is at-most-once, so after a reconnect every subscriber also
 receives `None`.
+
+Brokers also carry token revocations, so that every process stops honouring a
+revoked token it had cached (services/token_cache.py) at once.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import contextlib
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -29,12 +32,13 @@ from redis.exceptions import RedisError
 from models import LedgerEntry
 from models.enums import CreditBucket, LedgerEntryKind
 from services import outbox
-from services.ledger import Balance, Change, balance_from_json, balance_to_json
+from services.balance import Balance, Change, balance_from_json, balance_to_json
 from services.notices import RaisedNotice
 
 log = logging.getLogger("tally.broadcast")
 
 CHANNEL_PREFIX = "tally:balance:"
+REVOKED_CHANNEL = "tally:revoked"
 RECONNECT_DELAYS = (0.1, 0.5, 1.0, 2.0, 5.0)
 
 
@@ -59,6 +63,9 @@ class BalanceEvent:
         return tuple(entry.id for entry in self.entries)
 
 
+RevocationListener = Callable[[int | None], None]
+
+
 class Broker(Protocol):
     async def start(self) -> None:
         """Connect (a server process calls it once, before serving)."""
@@ -74,6 +81,14 @@ class Broker(Protocol):
 
     def subscribe(self, account_id: int) -> Subscription:
         """Start receiving the account's events now (before reading the balance to start from)."""
+        ...
+
+    async def publish_revocation(self, token_id: int) -> None:
+        """Tell every process that a token was revoked (after the revocation committed)."""
+        ...
+
+    def on_revocation(self, listener: RevocationListener) -> None:
+        """Call `listener` with each revoked token's id, or None when some may have been missed."""
         ...
 
 
@@ -105,6 +120,7 @@ class LocalBroker:
             raise ValueError("a subscriber queue needs room for a lag marker and an event")
         self._queue_size = queue_size
         self._queues: defaultdict[int, set[asyncio.Queue[BalanceEvent | None]]] = defaultdict(set)
+        self._revocation_listeners: list[RevocationListener] = []
 
     async def start(self) -> None:
         pass
@@ -135,6 +151,16 @@ class LocalBroker:
 
     def subscribe(self, account_id: int) -> Subscription:
         return Subscription(self._queues[account_id], self._queue_size)
+
+    async def publish_revocation(self, token_id: int) -> None:
+        self.revoked(token_id)
+
+    def on_revocation(self, listener: RevocationListener) -> None:
+        self._revocation_listeners.append(listener)
+
+    def revoked(self, token_id: int | None) -> None:
+        for listener in self._revocation_listeners:
+            listener(token_id)
 
 
 def event_to_json(event: BalanceEvent) -> str:
@@ -182,6 +208,7 @@ class RedisBroker:
         # Deployments sharing one Redis (staging beside production) must not hear each
         # other's accounts: each names its channels with its own namespace.
         self._prefix = f"tally:{namespace}:balance:" if namespace else CHANNEL_PREFIX
+        self._revocations = f"tally:{namespace}:revoked" if namespace else REVOKED_CHANNEL
         # No automatic retries: redis-py would silently reconnect the pub/sub connection and
         # hide the messages lost meanwhile, which the lag marker exists to reveal. A publish
         # is on a mutation's path, so connecting gives up after 2 s.
@@ -219,14 +246,28 @@ class RedisBroker:
     def subscribe(self, account_id: int) -> Subscription:
         return self._local.subscribe(account_id)
 
+    async def publish_revocation(self, token_id: int) -> None:
+        # This process at once; the others through Redis, or, if it cannot be reached, when
+        # their own connection is lost and they forget every token (`_listen`).
+        self._local.revoked(token_id)
+        try:
+            await self._redis.publish(self._revocations, str(token_id))
+        except (RedisError, OSError):
+            log.warning("could not publish a token revocation to Redis", exc_info=True)
+
+    def on_revocation(self, listener: RevocationListener) -> None:
+        self._local.on_revocation(listener)
+
     async def _listen(self) -> None:
         attempt = 0
         while True:
             try:
                 async with self._redis.pubsub() as pubsub:
                     await pubsub.psubscribe(f"{self._prefix}*")
+                    await pubsub.subscribe(self._revocations)
                     if attempt:
                         self._local.lag_everyone()
+                        self._local.revoked(None)
                     attempt = 0
                     self.connected.set()
                     await self._relay(pubsub)
@@ -240,6 +281,8 @@ class RedisBroker:
     async def _relay(self, pubsub: aioredis.client.PubSub) -> None:
         while True:
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if message is not None and message["type"] == "message":
+                self._local.revoked(_token_id(message["data"]))
             if message is None or message["type"] != "pmessage":
                 continue
             try:
@@ -248,6 +291,14 @@ class RedisBroker:
                 log.warning("dropped a malformed balance event from Redis")
                 continue
             self._local.deliver(event.account_id, event)
+
+
+def _token_id(data: bytes | str) -> int | None:
+    """A revoked token's id from Redis; None (forget every token) for anything else."""
+    try:
+        return int(data)
+    except ValueError:
+        return None
 
 
 async def announce(broker: Broker, change: Change) -> None:

@@ -16,12 +16,12 @@ from models.enums import Role, WeekStart
 from services.access import Principal
 from services.accounts import NewAccount, PlanTerms, create_account
 from services.auto_recharge import update_auto_recharge
-from services.broadcast import LocalBroker
 from services.clock import Clock, FrozenClock
 from services.inboxes import create_shared_inbox
 from services.members import create_member
-from services.payments import SimulatedPaymentProvider, set_payment_method
+from services.payments import set_payment_method
 from services.purchases import buy_credits
+from services.runtime import Runtime
 from services.seeding import grow_history
 from services.tokens import add_token
 
@@ -122,16 +122,9 @@ async def _create_demo(*, region: str, clock: Clock) -> None:
     await grow_history(
         account_id=admin.account_id, messages=DEMO_MESSAGES, days=DEMO_DAYS, now=clock.now()
     )
-    payments = SimulatedPaymentProvider()
-    await set_payment_method(actor=admin, token="tok_visa", provider=payments)
-    await buy_credits(
-        actor=admin,
-        credits=2000,
-        idempotency_key="demo-seed",
-        clock=clock,
-        provider=payments,
-        broker=LocalBroker(),
-    )
+    runtime = Runtime(clock=clock)
+    await set_payment_method(actor=admin, token="tok_visa", provider=runtime.payments)
+    await buy_credits(runtime=runtime, actor=admin, credits=2000, idempotency_key="demo-seed")
     await update_auto_recharge(
         actor=admin, enabled=True, threshold_credits=500, recharge_credits=2000, clock=clock
     )

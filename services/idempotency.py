@@ -7,10 +7,11 @@ wait for its outcome and return it.
 
 Two shapes:
 - an operation that is one transaction (sending a message) checks and writes the
-  record inside that transaction, under the account lock (`find_in_transaction`,
-  `record_done`);
+  record inside that transaction, under the account lock (`find_in_change`,
+  `record_in_change`);
 - an operation with an outside call in the middle (charging a card) first claims
-  the key with a PENDING record (`claim`), then settles it (`settle`, `settle_failed`).
+  the key with a PENDING record (`claim`), then settles it (`settle_in_change`,
+  `settle_failed`).
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 
 from models import IdempotencyRecord
 from models.enums import IdempotencyState
+from services import sql
 from services.errors import IdempotencyConflict, InvalidValue, TallyError, error_for_code
 from services.validation import storable_text
 
@@ -72,30 +75,38 @@ def _outcome(record: IdempotencyRecord, digest: str) -> dict[str, Any] | None:
     return None
 
 
-async def find_in_transaction(
-    *, account_id: int, operation: str, key: str, digest: str
+async def find_in_change(
+    conn: BaseDBAsyncClient, *, account_id: int, operation: str, key: str, digest: str
 ) -> dict[str, Any] | None:
-    """Inside the operation's transaction: the first result for the key, or None to run."""
-    record = await IdempotencyRecord.get_or_none(
-        account_id=account_id, operation=operation, key=key
-    )
-    return None if record is None else _outcome(record, digest)
+    """Inside the operation's ledger change: the first result for the key, or None to run."""
+    rows = await sql.fetch_dicts(conn, _FIND, [account_id, operation, key])
+    return None if not rows else _outcome(IdempotencyRecord._init_from_db(**rows[0]), digest)
 
 
-async def record_done(
-    *, account_id: int, operation: str, key: str, digest: str, result: dict[str, Any], now: datetime
+async def record_in_change(
+    conn: BaseDBAsyncClient,
+    *,
+    account_id: int,
+    operation: str,
+    key: str,
+    digest: str,
+    result: dict[str, Any],
+    now: datetime,
 ) -> None:
-    """Inside the operation's transaction: store its result under the key."""
-    await IdempotencyRecord.create(
-        account_id=account_id,
-        operation=operation,
-        key=key,
-        fingerprint=digest,
-        state=IdempotencyState.DONE,
-        result=result,
-        created_at=now,
-        updated_at=now,
-    )
+    """Inside the operation's ledger change: store its result under the key."""
+    values = [account_id, operation, key, digest, IdempotencyState.DONE, json.dumps(result), now]
+    await sql.run(conn, _RECORD, [*values, now])
+
+
+_FIND = (
+    "SELECT id, account_id, operation, key, fingerprint, state, result, created_at, updated_at"
+    " FROM idempotency_record WHERE account_id = ? AND operation = ? AND key = ?"
+)
+_SETTLE = "UPDATE idempotency_record SET state = ?, result = ?, updated_at = ? WHERE id = ?"
+_RECORD = (
+    "INSERT INTO idempotency_record (account_id, operation, key, fingerprint, state, result,"
+    " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 async def claim(
@@ -141,11 +152,12 @@ async def _take_over(record: IdempotencyRecord, now: datetime) -> bool:
     return taken == 1
 
 
-async def settle(claimed: Claim, *, result: dict[str, Any], now: datetime) -> None:
-    """Store the claimed request's result (inside its final transaction)."""
-    await IdempotencyRecord.filter(id=claimed.record_id).update(
-        state=IdempotencyState.DONE, result=result, updated_at=now
-    )
+async def settle_in_change(
+    conn: BaseDBAsyncClient, claimed: Claim, *, result: dict[str, Any], now: datetime
+) -> None:
+    """Store the claimed request's result, inside the ledger change that completes it."""
+    values = [IdempotencyState.DONE, json.dumps(result), now, claimed.record_id]
+    await sql.run(conn, _SETTLE, values)
 
 
 async def settle_failed(claimed: Claim, *, error: TallyError, now: datetime) -> None:

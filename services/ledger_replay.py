@@ -14,8 +14,8 @@ from datetime import datetime
 
 from models import Account
 from models.enums import CreditBucket, LedgerEntryKind
+from services.balance import debit_split
 from services.bulk import Row
-from services.ledger import debit_split
 from services.periods import period_at, period_by_index
 
 ENTRY_COLUMNS = (

@@ -1,4 +1,4 @@
-"""Live balances: the stream behind `Subscription.balanceChanged`, and revoked-token watch.
+"""Live balances: the stream behind `Subscription.balanceChanged`.
 
 A stream subscribes to the broker first and reads the balance second, so no change
 can slip between the two; events up to the version it started from are dropped.
@@ -13,26 +13,26 @@ See docs/live-balances.md.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from models import ApiToken, Message
+from models import Message
 from services import notices
 from services.access import Principal
+from services.balance import Balance
 from services.billing import current_balance
-from services.broadcast import BalanceEvent, Broker, Subscription
-from services.clock import Clock
+from services.broadcast import BalanceEvent, Subscription
 from services.inboxes import visible_inboxes
-from services.ledger import Balance
 from services.notices import RaisedNotice
-from services.payments import PaymentProvider
+
+if TYPE_CHECKING:
+    from services.runtime import Runtime
 
 log = logging.getLogger("tally.live")
 
 HOLD_SECONDS = 0.2
-REVOCATION_CHECK_SECONDS = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,27 +102,18 @@ class Sequencer:
 
 
 async def balance_changes(
-    *,
-    actor: Principal,
-    clock: Clock,
-    broker: Broker,
-    provider: PaymentProvider,
-    hold: float = HOLD_SECONDS,
+    *, runtime: Runtime, actor: Principal, hold: float = HOLD_SECONDS
 ) -> AsyncIterator[LiveEvent]:
     """The account's balance now (no entries), then every committed change in version order."""
-    subscription = broker.subscribe(actor.account_id)
+    subscription = runtime.broker.subscribe(actor.account_id)
     try:
-        balance = await current_balance(
-            account_id=actor.account_id, clock=clock, broker=broker, provider=provider
-        )
+        balance = await current_balance(runtime=runtime, account_id=actor.account_id)
         yield LiveEvent(BalanceEvent(balance=balance, entries=()))
         order = Sequencer(balance.version, hold)
         while True:
             item = await order.next_from(subscription)
             if item is None:  # events may have been lost: the database has the truth
-                balance = await current_balance(
-                    account_id=actor.account_id, clock=clock, broker=broker, provider=provider
-                )
+                balance = await current_balance(runtime=runtime, account_id=actor.account_id)
                 ready = order.re_read(balance)
             else:
                 ready = order.accept(item)
@@ -158,61 +149,3 @@ async def for_viewer(event: BalanceEvent, actor: Principal) -> LiveEvent | None:
     if not event.entries and event.notices and not view.notices:
         return None
     return view
-
-
-OnRevoked = Callable[[], Awaitable[None]]
-
-
-class TokenWatch:
-    """Calls back the long-lived connections whose token has been revoked.
-
-    One query per interval for all the tokens watched in the process, whatever the
-    number of connections; the task ends once nothing has been watched for an interval.
-    """
-
-    def __init__(self, interval: float = REVOCATION_CHECK_SECONDS) -> None:
-        self._interval = interval
-        self._watched: dict[int, list[OnRevoked]] = {}
-        self._task: asyncio.Task[None] | None = None
-
-    def watch(self, token_id: int, on_revoked: OnRevoked) -> Callable[[], None]:
-        """Call `on_revoked` once the token is revoked; returns the function that stops it."""
-        self._watched.setdefault(token_id, []).append(on_revoked)
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="token-watch")
-
-        def stop() -> None:
-            callbacks = self._watched.get(token_id, [])
-            if on_revoked in callbacks:
-                callbacks.remove(on_revoked)
-            if not callbacks:
-                self._watched.pop(token_id, None)
-
-        return stop
-
-    async def _run(self) -> None:
-        while self._watched:
-            await asyncio.sleep(self._interval)
-            try:
-                await self._check()
-            except Exception:
-                log.exception("checking for revoked tokens failed; retrying")
-
-    async def _check(self) -> None:
-        watched = list(self._watched)
-        rows = await ApiToken.filter(id__in=watched, revoked_at__isnull=True).values("id")
-        live = {row["id"] for row in rows}
-        for token_id in watched:
-            if token_id in live:
-                continue
-            for on_revoked in self._watched.pop(token_id, []):
-                try:
-                    await on_revoked()
-                except Exception:  # e.g. the connection closed meanwhile
-                    log.debug("closing a connection of a revoked token failed", exc_info=True)
-
-    async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task

@@ -5,25 +5,26 @@ An outbound send needs the total to cover it (after an auto-recharge, if one
 applies); an inbound message is always accepted, and a shortfall makes PURCHASED
 negative. The message, its ledger entries and the balance move in one transaction;
 the carrier is called after it commits, so no lock is held across the network.
+
+Each of those is a rule run through the ledger's door (services/ledger.py), which
+batches, commits, publishes and auto-recharges; the rules here write their rows with
+raw statements on the change's connection (`_MESSAGE_COLUMNS`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
-from tortoise.transactions import in_transaction
 
-from models import Account, Inbox, LedgerEntry, Message
+from models import Inbox, Message
 from models.enums import BudgetMode, CreditBucket, Direction, LedgerEntryKind, MessageStatus
-from services import budgets, idempotency
+from services import budgets, idempotency, ledger, sql
 from services.access import Principal
-from services.allotments import apply_due_allotments, catch_up, is_due
-from services.auto_recharge import below_threshold, maybe_auto_recharge
-from services.broadcast import Broker, announce
-from services.carrier import Carrier, CarrierRejected
-from services.clock import Clock
+from services.auto_recharge import maybe_auto_recharge
+from services.balance import Balance, Posting, balance_from_json, balance_to_json
+from services.carrier import CarrierRejected
 from services.errors import (
     BodyTooLong,
     EmptyBody,
@@ -32,25 +33,13 @@ from services.errors import (
     NotFound,
     TallyError,
 )
-from services.inboxes import may_send_from
-from services.ledger import (
-    Balance,
-    Change,
-    Posting,
-    balance_from_json,
-    balance_to_json,
-    debit_split,
-    lock_account,
-    post,
-    save_change,
-)
-from services.notices import NoticeDraft
-from services.payments import PaymentProvider
+from services.ledger import Tx
 from services.periods import period_at
 from services.phones import to_e164
 from services.rollups import count_message
+from services.runtime import Runtime
 from services.segments import MAX_BODY_CHARACTERS, SegmentCount, count_segments
-from services.sql import connection
+from services.spend import Usage
 from services.validation import storable_text
 
 OPERATION = "send_message"
@@ -74,7 +63,7 @@ class Outbound:
     """A send, checked and priced, ready to be charged."""
 
     actor: Principal
-    inbox: Inbox
+    inbox_id: int
     to_number: str
     body: str
     cost: SegmentCount
@@ -97,197 +86,151 @@ def check_body(body: str) -> SegmentCount:
 
 async def send_message(
     *,
+    runtime: Runtime,
     actor: Principal,
     inbox_id: int,
     to: str,
     body: str,
     idempotency_key: str | None,
     region: str,
-    clock: Clock,
-    carrier: Carrier,
-    provider: PaymentProvider,
-    broker: Broker,
 ) -> Sent:
     """Charge and send an SMS from one of the actor's inboxes."""
     outbound = await _prepare(actor, inbox_id, to, body, idempotency_key, region)
-    stored = await _store_when_payable(outbound, clock=clock, provider=provider, broker=broker)
+    store = _storing(outbound)
+    try:
+        committed = await ledger.commit(runtime, actor.account_id, store)
+    except InsufficientCredits:
+        # A send that the balance cannot pay for triggers auto-recharge first; a second
+        # shortfall is final (the recharge may also have been made by another request).
+        await maybe_auto_recharge(
+            runtime=runtime, account_id=actor.account_id, required=outbound.cost.credits
+        )
+        committed = await ledger.commit(runtime, actor.account_id, store)
+    stored = committed.value
     if isinstance(stored, Sent):
         return stored
-    message, change, account = stored
-    await announce(broker, change)
-    message, refund = await _hand_to_carrier(message, carrier=carrier, clock=clock, broker=broker)
-    latest = None
-    if below_threshold(account):
-        latest = await maybe_auto_recharge(
-            account_id=actor.account_id, clock=clock, provider=provider, broker=broker
-        )
-    return Sent(message=message, balance=(latest or refund or change).balance)
+    assert committed.balance is not None
+    message, refund = await _hand_to_carrier(runtime, stored)
+    return Sent(message=message, balance=refund or committed.balance)
 
 
 async def _prepare(
     actor: Principal, inbox_id: int, to: str, body: str, key: str | None, region: str
 ) -> Outbound:
-    inbox = await Inbox.get_or_none(id=inbox_id, account_id=actor.account_id)
-    if inbox is None:
-        raise NotFound("No such inbox.", field="inbox_id")
-    if not await may_send_from(actor, inbox):
-        raise Forbidden("You may not send from this inbox.", field="inbox_id")
     to_number = to_e164(to, region=region, field="to")
     cost = check_body(body)
     return Outbound(
         actor=actor,
-        inbox=inbox,
+        inbox_id=inbox_id,
         to_number=to_number,
         body=body,
         cost=cost,
         key=None if key is None else idempotency.clean_key(key),
-        digest=idempotency.fingerprint({"inbox": inbox.id, "to": to_number, "body": body}),
+        digest=idempotency.fingerprint({"inbox": inbox_id, "to": to_number, "body": body}),
     )
 
 
-async def _store_when_payable(
-    outbound: Outbound, *, clock: Clock, provider: PaymentProvider, broker: Broker
-) -> Sent | tuple[Message, Change, Account]:
-    """Store the send, first granting a due month and, once, auto-recharging a shortfall.
+async def _sending_inbox(tx: Tx, outbound: Outbound) -> str:
+    """The number of the inbox the actor sends from, read in the send's change.
 
-    A month can start, or a recharge complete, between any two attempts (the recharge
-    may wait for another request's charge), so each attempt re-checks both. A new month
-    is granted at most once per attempt; the second shortfall is final.
+    Read there rather than before: one statement on the batch's connection instead of two
+    queries of their own, and no way for the inbox to change in between. A HARD budget
+    on it is checked here, before the balance (spend control, services/budgets.py).
     """
-    recharged = False
-    while True:
-        try:
-            return await _store(outbound, clock=clock)
-        except _AllotmentDue:
-            # A new month is a change of its own, announced before the send's.
-            change = await catch_up(outbound.actor.account_id, clock=clock)
-            if change is not None:
-                await announce(broker, change)
-        except InsufficientCredits:
-            if recharged:
-                raise
-            recharged = True
-            await maybe_auto_recharge(
-                account_id=outbound.actor.account_id,
-                clock=clock,
-                provider=provider,
-                broker=broker,
-                required=outbound.cost.credits,
-            )
-
-
-class _AllotmentDue(Exception):
-    """A subscription month started since the account's last grant: apply it first."""
-
-
-async def _store(outbound: Outbound, *, clock: Clock) -> Sent | tuple[Message, Change, Account]:
-    """The charged, QUEUED message, its change and the account after it; or a key's first result."""
-    now = clock.now()
-    account_id = outbound.actor.account_id
-    async with in_transaction():
-        account = await lock_account(account_id)
-        if outbound.key is not None:
-            first = await idempotency.find_in_transaction(
-                account_id=account_id, operation=OPERATION, key=outbound.key, digest=outbound.digest
-            )
-            if first is not None:
-                message = await Message.get(id=first["message_id"])
-                return Sent(message=message, balance=balance_from_json(first["balance"]))
-        if is_due(account, now):
-            raise _AllotmentDue
-        if outbound.inbox.budget_mode is BudgetMode.HARD:  # spend control: before the balance
-            await budgets.check_hard_budget(
-                connection(),
-                inbox_id=outbound.inbox.id,
-                period_index=account.period_index,
-                credits=outbound.cost.credits,
-            )
-        total = account.subscription_credits + account.purchased_credits
-        if total < outbound.cost.credits:
-            raise InsufficientCredits.for_cost(balance=total, required=outbound.cost.credits)
-        message = await Message.create(
-            account_id=account_id,
-            inbox_id=outbound.inbox.id,
-            direction=Direction.OUTBOUND,
-            from_number=outbound.inbox.phone_number,
-            to_number=outbound.to_number,
-            body=outbound.body,
-            encoding=outbound.cost.encoding,
-            segments=outbound.cost.segments,
+    actor = outbound.actor
+    rows = await sql.fetch(tx.conn, _INBOX, [actor.member_id, outbound.inbox_id, actor.account_id])
+    if not rows:
+        raise NotFound("No such inbox.", field="inbox_id")
+    phone_number, owner_id, listed, budget_mode = rows[0]
+    if not (actor.is_admin or owner_id == actor.member_id or listed):
+        raise Forbidden("You may not send from this inbox.", field="inbox_id")
+    if budget_mode == BudgetMode.HARD.value:
+        await budgets.check_hard_budget(
+            tx.conn,
+            inbox_id=outbound.inbox_id,
+            period_index=tx.account.period_index,
             credits=outbound.cost.credits,
-            status=MessageStatus.QUEUED,
-            sender_id=outbound.actor.member_id,
-            created_at=now,
         )
-        entries = await _charge(account, message, LedgerEntryKind.OUTBOUND_MESSAGE, now=now)
-        raised = await _count(account, message, sign=1, period_index=account.period_index)
-        change = await save_change(account, entries, now=now, raised=raised)
-        balance = change.balance
+    return str(phone_number)
+
+
+def _storing(outbound: Outbound) -> ledger.Rule[Sent | Message]:
+    """The send's own rule: the charged, QUEUED message; or a key's first result."""
+
+    async def store(tx: Tx) -> Sent | Message:
+        account_id = outbound.actor.account_id
         if outbound.key is not None:
-            await idempotency.record_done(
+            first = await idempotency.find_in_change(
+                tx.conn,
                 account_id=account_id,
                 operation=OPERATION,
                 key=outbound.key,
                 digest=outbound.digest,
-                result={"message_id": message.id, "balance": balance_to_json(balance)},
-                now=now,
             )
-    return message, change, account
+            if first is not None:
+                message = await _message(tx.conn, first["message_id"])
+                return Sent(message=message, balance=balance_from_json(first["balance"]))
+        from_number = await _sending_inbox(tx, outbound)
+        if tx.total < outbound.cost.credits:
+            raise InsufficientCredits.for_cost(balance=tx.total, required=outbound.cost.credits)
+        message = await _insert_message(
+            tx,
+            inbox_id=outbound.inbox_id,
+            direction=Direction.OUTBOUND,
+            from_number=from_number,
+            to_number=outbound.to_number,
+            body=outbound.body,
+            cost=outbound.cost,
+            status=MessageStatus.QUEUED,
+            sender_id=outbound.actor.member_id,
+        )
+        await tx.debit(LedgerEntryKind.OUTBOUND_MESSAGE, message.credits, message_id=message.id)
+        await count_message(tx.conn, tx.account, message, sign=1)
+        tx.usage.append(_usage(tx, message, sign=1))
+        if outbound.key is not None:
+            await idempotency.record_in_change(
+                tx.conn,
+                account_id=account_id,
+                operation=OPERATION,
+                key=outbound.key,
+                digest=outbound.digest,
+                result={"message_id": message.id, "balance": balance_to_json(tx.balance_after())},
+                now=tx.now,
+            )
+        return message
+
+    return store
 
 
-async def _count(
-    account: Account, message: Message, *, sign: int, period_index: int
-) -> list[NoticeDraft]:
-    """Count (or take back) a message in the usage rollups and its inbox's month."""
-    await count_message(account, message, sign=sign)
-    return await budgets.count_usage(
-        connection(),
-        inbox_id=message.inbox_id,
-        period_index=period_index,
-        credits=sign * message.credits,
-        outbound_send=sign > 0 and message.direction is Direction.OUTBOUND,
-    )
-
-
-async def _charge(
-    account: Account, message: Message, kind: LedgerEntryKind, *, now: datetime
-) -> list[LedgerEntry]:
-    split = debit_split(subscription=account.subscription_credits, cost=message.credits)
-    postings = [Posting(kind, bucket, credits, message_id=message.id) for bucket, credits in split]
-    return await post(account, postings, now=now)
-
-
-async def _hand_to_carrier(
-    message: Message, *, carrier: Carrier, clock: Clock, broker: Broker
-) -> tuple[Message, Change | None]:
-    """The message after the carrier's answer, and the refund's change if it rejected it."""
-    refund = None
+async def _hand_to_carrier(runtime: Runtime, message: Message) -> tuple[Message, Balance | None]:
+    """The message after the carrier's answer, and the balance after a refund if it rejected it."""
     try:
-        provider_id = await carrier.send(
+        provider_id = await runtime.carrier.send(
             from_number=message.from_number, to_number=message.to_number, body=message.body
         )
     except CarrierRejected:
-        refund = await _fail_and_refund(message.id, clock=clock, broker=broker)
-    else:
-        sent = await Message.filter(id=message.id, status=MessageStatus.QUEUED).update(
-            status=MessageStatus.SENT, provider_message_id=provider_id
+        refund = await _fail_and_refund(runtime, message)
+        return await Message.get(id=message.id), refund
+
+    async def mark_sent(tx: Tx) -> int:
+        return await sql.affected(
+            tx.conn, _MARK_SENT, [MessageStatus.SENT, provider_id, message.id, MessageStatus.QUEUED]
         )
-        if sent:
-            message.status, message.provider_message_id = MessageStatus.SENT, provider_id
-            return message, None
-    return await Message.get(id=message.id), refund
+
+    if (await ledger.commit(runtime, message.account_id, mark_sent)).value:
+        message.status, message.provider_message_id = MessageStatus.SENT, provider_id
+        return message, None
+    return await Message.get(id=message.id), None
 
 
 async def receive_message(
     *,
+    runtime: Runtime,
     from_number: str,
     to_number: str,
     body: str,
     provider_message_id: str,
     region: str,
-    clock: Clock,
-    provider: PaymentProvider,
-    broker: Broker,
 ) -> Received:
     """Store and charge an inbound message; a repeated provider id is a duplicate, charged once."""
     # Duplicates first: a carrier retrying after the inbox's number changed still gets its answer.
@@ -297,21 +240,35 @@ async def receive_message(
     inbox = await Inbox.get_or_none(phone_number=to_e164(to_number, region=region, field="to"))
     if inbox is None:
         raise NotFound("No inbox has this number.", field="to")
-    try:
-        message, change = await _store_inbound(
-            inbox, from_number, body, provider_message_id, region=region, clock=clock
+    cost = count_segments(body)
+    sender = _sender_number(from_number, region=region)
+
+    async def store(tx: Tx) -> Message:
+        message = await _insert_message(
+            tx,
+            inbox_id=inbox.id,
+            direction=Direction.INBOUND,
+            from_number=sender,
+            to_number=inbox.phone_number,
+            body=body,
+            cost=cost,
+            status=MessageStatus.RECEIVED,
+            provider_message_id=provider_message_id,
         )
+        await tx.debit(LedgerEntryKind.INBOUND_MESSAGE, message.credits, message_id=message.id)
+        await count_message(tx.conn, tx.account, message, sign=1)
+        tx.usage.append(_usage(tx, message, sign=1))
+        return message
+
+    try:
+        committed = await ledger.commit(runtime, inbox.account_id, store)
     except IntegrityError:
         # The same webhook, delivered twice at once: the other delivery committed first.
         first = await Message.get_or_none(provider_message_id=provider_message_id)
         if first is None:
             raise
         return Received(message=first, duplicate=True)
-    await announce(broker, change)
-    await maybe_auto_recharge(
-        account_id=inbox.account_id, clock=clock, provider=provider, broker=broker
-    )
-    return Received(message=message, duplicate=False)
+    return Received(message=committed.value, duplicate=False)
 
 
 def _sender_number(raw: str, *, region: str) -> str:
@@ -322,40 +279,8 @@ def _sender_number(raw: str, *, region: str) -> str:
         return raw.strip()[:32]
 
 
-async def _store_inbound(
-    inbox: Inbox, from_number: str, body: str, provider_id: str, *, region: str, clock: Clock
-) -> tuple[Message, Change]:
-    now = clock.now()
-    cost = count_segments(body)
-    async with in_transaction():
-        account = await lock_account(inbox.account_id)
-        entries = await apply_due_allotments(account, now=now)
-        message = await Message.create(
-            account_id=inbox.account_id,
-            inbox_id=inbox.id,
-            direction=Direction.INBOUND,
-            from_number=_sender_number(from_number, region=region),
-            to_number=inbox.phone_number,
-            body=body,
-            encoding=cost.encoding,
-            segments=cost.segments,
-            credits=cost.credits,
-            status=MessageStatus.RECEIVED,
-            provider_message_id=provider_id,
-            created_at=now,
-        )
-        entries += await _charge(account, message, LedgerEntryKind.INBOUND_MESSAGE, now=now)
-        raised = await _count(account, message, sign=1, period_index=account.period_index)
-        return message, await save_change(account, entries, now=now, raised=raised)
-
-
 async def record_delivery_status(
-    *,
-    provider_message_id: str,
-    delivered: bool,
-    clock: Clock,
-    broker: Broker,
-    provider: PaymentProvider,
+    *, runtime: Runtime, provider_message_id: str, delivered: bool
 ) -> Message:
     """Apply a delivery report; `failed` refunds. Repeats and late reports change nothing."""
     message = await Message.get_or_none(provider_message_id=provider_message_id)
@@ -366,47 +291,106 @@ async def record_delivery_status(
             await Message.filter(id=message.id, status__in=PENDING).update(
                 status=MessageStatus.DELIVERED
             )
-        elif await _fail_and_refund(message.id, clock=clock, broker=broker) is not None:
-            # A refund gives credits back, but may still leave the total below the threshold.
-            await maybe_auto_recharge(
-                account_id=message.account_id, clock=clock, provider=provider, broker=broker
-            )
+        else:
+            await _fail_and_refund(runtime, message)
     return await Message.get(id=message.id)
 
 
-async def _fail_and_refund(message_id: int, *, clock: Clock, broker: Broker) -> Change | None:
+async def _fail_and_refund(runtime: Runtime, message: Message) -> Balance | None:
     """Mark a pending outbound message FAILED and give its credits back to their buckets.
 
     Subscription credits of a month that has ended are not given back: they would
-    have expired with it.
+    have expired with it. The balance after the refund, or None when it was no longer
+    pending.
     """
-    now = clock.now()
-    message = await Message.get(id=message_id)
-    async with in_transaction():
-        account = await lock_account(message.account_id)
-        failed = await Message.filter(id=message_id, status__in=PENDING).update(
-            status=MessageStatus.FAILED, refunded_at=now
+
+    async def refund(tx: Tx) -> bool:
+        failed = await sql.affected(
+            tx.conn,
+            _MARK_FAILED,
+            [MessageStatus.FAILED, tx.now, message.id, *PENDING],
         )
         if not failed:
-            return None
-        # A FAILED message no longer counts as usage (docs/decisions.md), nor in its month.
-        month = period_at(account.created_at, message.created_at).index
-        raised = await _count(account, message, sign=-1, period_index=month)
-        entries = await apply_due_allotments(account, now=now)
-        charged = await LedgerEntry.filter(
-            message_id=message_id, kind=LedgerEntryKind.OUTBOUND_MESSAGE
-        ).order_by("id")
-        for charge in charged:
-            if (
-                charge.bucket is CreditBucket.SUBSCRIPTION
-                and charge.period_index < account.period_index
-            ):
+            return False
+        # A FAILED message no longer counts as usage (docs/decisions.md).
+        await count_message(tx.conn, tx.account, message, sign=-1)
+        tx.usage.append(_usage(tx, message, sign=-1))
+        for bucket, credits, period_index in await sql.fetch(tx.conn, _CHARGES, [message.id]):
+            bucket = CreditBucket(bucket)
+            if bucket is CreditBucket.SUBSCRIPTION and period_index < tx.account.period_index:
                 continue
-            refund = Posting(
-                LedgerEntryKind.REFUND, charge.bucket, -charge.credits, message_id=message_id
-            )
+            posting = Posting(LedgerEntryKind.REFUND, bucket, -credits, message_id=message.id)
             # A refund belongs to the month of the charge it returns: that month's usage nets out.
-            entries += await post(account, [refund], now=now, period_index=charge.period_index)
-        change = await save_change(account, entries, now=now, raised=raised)
-    await announce(broker, change)
-    return change
+            await tx.post(posting, period_index=period_index)
+        return True
+
+    committed = await ledger.commit(runtime, message.account_id, refund)
+    return committed.balance if committed.value else None
+
+
+def _usage(tx: Tx, message: Message, *, sign: int) -> Usage:
+    """What a message (`sign=1`) or its refund (`-1`) adds to its inbox's month: the
+    month the message was sent in, so a refund nets out where its charge counted."""
+    month = period_at(tx.account.created_at, message.created_at).index
+    outbound = sign > 0 and message.direction is Direction.OUTBOUND
+    return Usage(message.inbox_id, month, sign * message.credits, outbound_send=outbound)
+
+
+async def _insert_message(
+    tx: Tx,
+    *,
+    inbox_id: int,
+    direction: Direction,
+    from_number: str,
+    to_number: str,
+    body: str,
+    cost: SegmentCount,
+    status: MessageStatus,
+    sender_id: int | None = None,
+    provider_message_id: str | None = None,
+) -> Message:
+    values = {
+        "account_id": tx.account_id,
+        "inbox_id": inbox_id,
+        "direction": direction,
+        "from_number": from_number,
+        "to_number": to_number,
+        "body": body,
+        "encoding": cost.encoding,
+        "segments": cost.segments,
+        "credits": cost.credits,
+        "status": status,
+        "sender_id": sender_id,
+        "provider_message_id": provider_message_id,
+        "created_at": tx.now,
+        "refunded_at": None,
+    }
+    message_id = await sql.returning_id(tx.conn, _INSERT_MESSAGE, list(values.values()))
+    return Message._init_from_db(id=message_id, **values)
+
+
+async def _message(conn: BaseDBAsyncClient, message_id: int) -> Message:
+    rows = await sql.fetch_dicts(conn, _SELECT_MESSAGE, [message_id])
+    return Message._init_from_db(**rows[0])
+
+
+_INBOX = (
+    "SELECT i.phone_number, i.owner_id, EXISTS (SELECT 1 FROM inbox_access a"
+    " WHERE a.inbox_id = i.id AND a.member_id = ?), i.budget_mode"
+    " FROM inbox i WHERE i.id = ? AND i.account_id = ?"
+)
+_MESSAGE_COLUMNS = (
+    "account_id, inbox_id, direction, from_number, to_number, body, encoding, segments,"
+    " credits, status, sender_id, provider_message_id, created_at, refunded_at"
+)
+_INSERT_MESSAGE = (
+    f"INSERT INTO message ({_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " RETURNING id"
+)
+_SELECT_MESSAGE = f"SELECT id, {_MESSAGE_COLUMNS} FROM message WHERE id = ?"
+_MARK_SENT = "UPDATE message SET status = ?, provider_message_id = ? WHERE id = ? AND status = ?"
+_MARK_FAILED = "UPDATE message SET status = ?, refunded_at = ? WHERE id = ? AND status IN (?, ?)"
+_CHARGES = (
+    "SELECT bucket, credits, period_index FROM ledger_entry"
+    " WHERE message_id = ? AND kind = 'OUTBOUND_MESSAGE' ORDER BY id"
+)

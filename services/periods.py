@@ -17,6 +17,8 @@ Rules:
 
 from __future__ import annotations
 
+import functools
+
 # Absolute import: the standard library module, not the sibling ``services.calendar``.
 from calendar import monthrange
 from dataclasses import dataclass
@@ -67,6 +69,8 @@ def period_at(anchor: datetime, instant: datetime) -> Period:
     return _period(utc_anchor, index)
 
 
+# Every balance read and change names its period: the same few (anchor, index) pairs.
+@functools.lru_cache(maxsize=4096)
 def _period(utc_anchor: datetime, index: int) -> Period:
     return Period(
         index=index,

@@ -4,28 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tortoise.transactions import in_transaction
-
 from models import Account, LedgerEntry
 from models.enums import CreditBucket, LedgerEntryKind
-from services import idempotency
+from services import idempotency, ledger
 from services.access import Principal, require_admin
-from services.allotments import apply_due_allotments
-from services.auto_recharge import maybe_auto_recharge
-from services.broadcast import Broker, announce
-from services.clock import Clock
+from services.balance import LARGEST_AMOUNT, Balance, Posting, balance_from_json, balance_to_json
 from services.errors import InvalidValue, PaymentDeclined, PaymentMethodRequired
-from services.ledger import (
-    LARGEST_AMOUNT,
-    Balance,
-    Posting,
-    balance_from_json,
-    balance_to_json,
-    lock_account,
-    post,
-    save_change,
-)
-from services.payments import PaymentProvider, saved_method
+from services.ledger import Tx
+from services.payments import saved_method
+from services.runtime import Runtime
 
 MIN_CREDITS = 100
 MAX_CREDITS = 1_000_000
@@ -70,13 +57,7 @@ def _check_purchase_fits(account: Account, credits: int) -> None:
 
 
 async def buy_credits(
-    *,
-    actor: Principal,
-    credits: int,
-    idempotency_key: str,
-    clock: Clock,
-    provider: PaymentProvider,
-    broker: Broker,
+    *, runtime: Runtime, actor: Principal, credits: int, idempotency_key: str
 ) -> Purchase:
     """Charge credits x price per credit (cents) and add PURCHASED credits, once per key."""
     require_admin(actor, "buy credits")
@@ -89,20 +70,20 @@ async def buy_credits(
     _check_purchase_fits(account, credits)
     digest = idempotency.fingerprint({"credits": credits})
     claimed = await idempotency.claim(
-        account_id=account.id, operation=OPERATION, key=key, digest=digest, now=clock.now()
+        account_id=account.id, operation=OPERATION, key=key, digest=digest, now=runtime.clock.now()
     )
     if not isinstance(claimed, idempotency.Claim):
         return await _first_result(claimed)
     amount = credits * account.price_per_credit_cents
     try:
-        await provider.charge(
+        await runtime.payments.charge(
             reference=method.reference,
             amount_cents=amount,
             currency=account.currency,
             idempotency_key=f"purchase:{account.id}:{key}",
         )
     except PaymentDeclined as declined:
-        await idempotency.settle_failed(claimed, error=declined, now=clock.now())
+        await idempotency.settle_failed(claimed, error=declined, now=runtime.clock.now())
         raise
     except BaseException:
         await idempotency.release(claimed)
@@ -110,21 +91,18 @@ async def buy_credits(
     purchase = Posting(
         LedgerEntryKind.PURCHASE, CreditBucket.PURCHASED, credits, amount_cents=amount
     )
-    async with in_transaction():
-        locked = await lock_account(account.id)
-        entries = await apply_due_allotments(locked, now=clock.now())
-        entries += await post(locked, [purchase], now=clock.now())
-        change = await save_change(locked, entries, now=clock.now())
-        balance = change.balance
-        result = {"entry_id": entries[-1].id, "balance": balance_to_json(balance)}
-        await idempotency.settle(claimed, result=result, now=clock.now())
-    await announce(broker, change)
+
+    async def add_credits(tx: Tx) -> LedgerEntry:
+        entry = await tx.post(purchase)
+        result = {"entry_id": entry.id, "balance": balance_to_json(tx.balance_after())}
+        await idempotency.settle_in_change(tx.conn, claimed, result=result, now=tx.now)
+        return entry
+
     # Credits bought on top of a negative PURCHASED bucket can still leave the total
     # below the auto-recharge threshold: that change triggers it like any other.
-    recharged = await maybe_auto_recharge(
-        account_id=account.id, clock=clock, provider=provider, broker=broker
-    )
-    return Purchase(entry=entries[-1], balance=balance if recharged is None else recharged.balance)
+    committed = await ledger.commit(runtime, account.id, add_credits)
+    assert committed.balance is not None
+    return Purchase(entry=committed.value, balance=committed.balance)
 
 
 async def _first_result(result: dict[str, object]) -> Purchase:

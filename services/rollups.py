@@ -126,13 +126,14 @@ def _figures(direction: str, segments: int, messages: int) -> list[int]:
 # Writing
 
 
-async def count_message(account: Account, message: Message, *, sign: int) -> None:
+async def count_message(
+    conn: BaseDBAsyncClient, account: Account, message: Message, *, sign: int
+) -> None:
     """Add (``sign=1``) or take back (``sign=-1``) one message and its segments.
 
-    Must run in the transaction that locked ``account``: the day is the message's in the
-    zone read from that locked row.
+    Must run on ``conn``, in the change that locked ``account``: the day is the message's
+    in the zone read from that locked row.
     """
-    conn = connection()
     day = local_day(message.created_at, ZoneInfo(account.timezone))
     figures = _figures(message.direction.value, sign * message.segments, sign)
     for level in LEVELS:

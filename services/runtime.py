@@ -1,4 +1,5 @@
-"""The outside world the services talk to: one value, built once per process by the edge.
+"""The outside world the services talk to, and the process's ledger writer: one value,
+built once per process by the edge.
 
 Services that touch the outside world (the time, the carrier, the payment provider, the
 balance broker) take a `Runtime`; tests build one with a frozen clock and simulators.
@@ -13,8 +14,10 @@ from dataclasses import dataclass, field
 from services.broadcast import Broker, LocalBroker, RedisBroker
 from services.carrier import Carrier, SimulatedCarrier
 from services.clock import Clock, SystemClock
-from services.live import TokenWatch
+from services.ledger_writer import LedgerWriter
 from services.payments import PaymentProvider, SimulatedPaymentProvider
+from services.token_cache import TokenCache
+from services.token_watch import TokenWatch
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -35,6 +38,12 @@ class Runtime:
     payments: PaymentProvider = field(default_factory=SimulatedPaymentProvider)
     broker: Broker = field(default_factory=LocalBroker)
     token_watch: TokenWatch = field(default_factory=TokenWatch)
+    ledger: LedgerWriter = field(default_factory=LedgerWriter)
+    tokens: TokenCache = field(default_factory=TokenCache)
+
+    def __post_init__(self) -> None:
+        self.broker.on_revocation(self.tokens.forget)
+        self.broker.on_revocation(self.token_watch.revoked)
 
     @classmethod
     def for_broadcast(cls, url: str, namespace: str = "") -> Runtime:
@@ -47,5 +56,6 @@ class Runtime:
         try:
             yield
         finally:
+            await self.ledger.aclose()
             await self.token_watch.aclose()
             await self.broker.stop()

@@ -20,14 +20,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from tortoise.transactions import in_transaction
-
 from models import Inbox, InboxAccess, LedgerEntry, Message
 from models.enums import Direction, LedgerEntryKind, MessageStatus
-from services import bulk, rollups, sql
+from services import bulk, ledger, rollups, sql
 from services.bulk import Row
 from services.calendar import local_days
-from services.ledger import lock_account
 from services.ledger_replay import ENTRY_COLUMNS, PERIOD_COLUMNS, Charge, LedgerReplay
 from services.segments import count_segments
 
@@ -168,8 +165,7 @@ async def grow_history(
     if not senders:
         raise ValueError("the account has no inbox to send from")
     with _collector_paused():
-        async with in_transaction():
-            account = await lock_account(account_id)
+        async with ledger.exclusive(account_id) as account:
             if await Message.exists(account_id=account_id):
                 raise ValueError("the account already has messages")
             traffic = Traffic(account_id, senders, ZoneInfo(account.timezone))
@@ -179,10 +175,10 @@ async def grow_history(
             rows = traffic.messages(
                 rng, moments, first_id=await _next_id(Message), progress=progress
             )
-            ledger = LedgerReplay(account, await _next_id(LedgerEntry), recharge_credits)
+            replay = LedgerReplay(account, await _next_id(LedgerEntry), recharge_credits)
             async with bulk.loading(account_id=account_id, tables=LOADED_TABLES):
                 await bulk.insert_rows("message", MESSAGE_COLUMNS, rows)
-                await _write_ledger(ledger, traffic.charges, until=now)
+                await _write_ledger(replay, traffic.charges, until=now)
             # The messages are in hand: group them here rather than read a million rows back.
             await rollups.replace_usage(account_id=account_id, totals=traffic.usage)
     return len(traffic.charges)

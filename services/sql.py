@@ -60,6 +60,19 @@ async def fetch_dicts(
     return await conn.execute_query_dict(sql(conn, text), list(values))
 
 
+async def affected(conn: BaseDBAsyncClient, text: str, values: Sequence[Any]) -> int:
+    """The number of rows an UPDATE or DELETE changed, on both backends."""
+    count, _ = await conn.execute_query(sql(conn, text), list(values))
+    return int(count)
+
+
+async def returning_id(conn: BaseDBAsyncClient, text: str, values: Sequence[Any]) -> int:
+    """The id an ``INSERT … RETURNING id`` wrote (asyncpg's client drops an INSERT's rows
+    from ``execute_query``, so this reads them as a query)."""
+    rows = await conn.execute_query_dict(sql(conn, text), list(values))
+    return int(rows[0]["id"])
+
+
 async def fetch_written(conn: BaseDBAsyncClient, text: str, values: Sequence[Any]) -> list[Any]:
     """The rows an INSERT/UPDATE … RETURNING answers, each indexable by position.
 

@@ -6,27 +6,21 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
+from typing import TYPE_CHECKING
 
-from models import Account, ApiToken, Member
+from models import ApiToken, Member
 from models.enums import Role
 from services import sql
 from services.access import Principal, require_admin
 from services.clock import Clock
 from services.errors import Forbidden, NotFound
+from services.token_cache import TokenCache
 from services.validation import clean_name
 
+if TYPE_CHECKING:
+    from services.runtime import Runtime
+
 PREFIX = "tly_"
-# The token's own columns in the lookup, named apart from the account's.
-_TOKEN_ID, _MEMBER_ID, _ROLE = "tally_token_id", "tally_member_id", "tally_member_role"
-
-
-@dataclass(frozen=True, slots=True)
-class Bearer:
-    """A live token's principal, and its account as read in the same statement."""
-
-    principal: Principal
-    account: Account
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,49 +55,47 @@ async def create_token(*, actor: Principal, member_id: int, name: str, clock: Cl
     return await add_token(member=member, name=name, now=clock.now())
 
 
-async def revoke_token(*, actor: Principal, token_id: int, clock: Clock) -> None:
-    """Revoke a token at once; a MEMBER may revoke only its own. Revoking twice is harmless."""
+async def revoke_token(*, runtime: Runtime, actor: Principal, token_id: int) -> None:
+    """Revoke a token at once, in every process; a MEMBER may revoke only its own.
+    Revoking twice is harmless."""
     token = await ApiToken.get_or_none(id=token_id, account_id=actor.account_id)
     if token is None:
         raise NotFound("No such token.", field="token_id")
     if token.member_id != actor.member_id and not actor.is_admin:
         raise Forbidden("Only an admin may revoke another member's token.", field="token_id")
-    await ApiToken.filter(id=token.id, revoked_at__isnull=True).update(revoked_at=clock.now())
+    await ApiToken.filter(id=token.id, revoked_at__isnull=True).update(
+        revoked_at=runtime.clock.now()
+    )
+    await runtime.broker.publish_revocation(token.id)
 
 
-async def authenticate(secret: str) -> Bearer | None:
-    """The principal and account of a live token, or None for an unknown or revoked one.
+async def authenticate(secret: str, *, cache: TokenCache) -> Principal | None:
+    """The principal of a live token, or None for an unknown or revoked one.
 
-    Every request pays for this, so it is one raw statement: building the same join
-    with Tortoise's query builder cost more than running it, and reading the account
-    apart was one more round trip (docs/benchmarks.md, "Usage reports").
+    Every request pays for this: a token seen recently costs no query (services/token_cache.py
+    says how a revocation still takes effect at once).
     """
     if not secret.startswith(PREFIX):
         return None
-    conn = sql.connection()
-    rows = await sql.fetch_dicts(conn, _lookup_sql(), [_hash(secret)])
+    key = _hash(secret)
+    principal = cache.get(key)
+    if principal is not None:
+        return principal
+    rows = await sql.fetch(sql.connection(), _LOOKUP, [key])
     if not rows:
         return None
-    row = rows[0]
+    token_id, member_id, account_id, role = rows[0]
     principal = Principal(
-        account_id=row["id"],
-        member_id=row.pop(_MEMBER_ID),
-        role=Role(row.pop(_ROLE)),
-        token_id=row.pop(_TOKEN_ID),
+        account_id=account_id, member_id=member_id, role=Role(role), token_id=token_id
     )
-    # What Tortoise itself makes of a selected row: the account's columns, by name.
-    return Bearer(principal=principal, account=Account._init_from_db(**row))
+    cache.put(key, principal)
+    return principal
 
 
-@cache
-def _lookup_sql() -> str:
-    columns = ", ".join(f'a."{column}"' for column in Account._meta.fields_db_projection.values())
-    return (
-        f"SELECT t.id AS {_TOKEN_ID}, t.member_id AS {_MEMBER_ID}, m.role AS {_ROLE}, {columns} "
-        "FROM api_token t JOIN member m ON m.id = t.member_id "
-        "JOIN account a ON a.id = t.account_id "
-        "WHERE t.secret_hash = ? AND t.revoked_at IS NULL"
-    )
+_LOOKUP = (
+    "SELECT t.id, t.member_id, t.account_id, m.role FROM api_token t"
+    " JOIN member m ON m.id = t.member_id WHERE t.secret_hash = ? AND t.revoked_at IS NULL"
+)
 
 
 async def is_live(token_id: int) -> bool:

@@ -198,11 +198,7 @@ async def test_a_refund_and_a_new_month_are_changes_that_alerts_watch(
     assert message.provider_message_id is not None
     # when the carrier reports the send failed: its refund takes the total to 1,100
     await record_delivery_status(
-        provider_message_id=message.provider_message_id,
-        delivered=False,
-        clock=clock,
-        broker=runtime.broker,
-        provider=runtime.payments,
+        runtime=runtime, provider_message_id=message.provider_message_id, delivered=False
     )
     # then
     assert [(n["kind"], n["value"]) for n in await notices(api, token)] == [

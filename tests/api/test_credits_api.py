@@ -384,9 +384,7 @@ async def test_billing_overview_sums_the_current_month(
     await record_delivery_status(
         provider_message_id=refunded.provider_message_id,
         delivered=False,
-        clock=runtime.clock,
-        broker=runtime.broker,
-        provider=runtime.payments,
+        runtime=runtime,
     )
 
     # when

@@ -14,6 +14,7 @@ import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 import redis.asyncio as aioredis
@@ -21,6 +22,8 @@ import redis.asyncio as aioredis
 from tests.api.test_server_process import Server, free_port
 from tests.api.test_subscriptions import (
     BUY,
+    CREATE_TOKEN,
+    REVOKE,
     SET_PAYMENT_METHOD,
     Live,
     kinds,
@@ -36,6 +39,9 @@ pytestmark = pytest.mark.skipif(
     not (REDIS_URL and ON_POSTGRES),
     reason="needs TALLY_TEST_DATABASE_URL=postgres://… and TALLY_TEST_REDIS_URL (as .ci/run sets)",
 )
+VIEWER = "{ viewer { id } }"
+BALANCE = "{ account { balance { total } } }"
+KINDS = "{ account { ledger(first: 10) { nodes { kind } } } }"
 RECOVERY_SECONDS = 20  # the broker retries Redis after 0.1, 0.5, 1, 2, then every 5 s
 
 
@@ -162,3 +168,61 @@ async def test_subscribers_recover_when_redis_restarts(
                 after = await next_event(ws)
                 assert kinds(after) == [("PURCHASE", "PURCHASED", 100)]
                 assert after["balance"]["total"] == 1300
+
+
+async def error_code(server: Live, token: str, query: str) -> str | None:
+    response = await server.http.post(
+        "/graphql", json={"query": query}, headers={"Authorization": f"Bearer {token}"}
+    )
+    errors = response.json().get("errors") or [{}]
+    code: str | None = errors[0].get("extensions", {}).get("code")
+    return code
+
+
+async def test_a_token_revoked_through_one_process_is_refused_by_the_other_at_once(
+    server_database_url: str, tmp_path: Path
+) -> None:
+    await redis_answers(REDIS_URL)
+    async with two_servers(server_database_url, REDIS_URL, tmp_path) as (one, two):
+        created = await one.new_account("Revoke")
+        async with client(one) as first, client(two) as second:
+            made = await first.gql(created["token"], CREATE_TOKEN, member=created["memberId"])
+            tab = made["createApiToken"]
+            # given the second process has the token cached from a request it answered
+            assert await error_code(second, tab["token"], VIEWER) is None
+            # when the first process revokes it
+            await first.gql(created["token"], REVOKE, id=tab["tokenId"])
+            # then the second refuses the token's very next request
+            assert await error_code(second, tab["token"], VIEWER) == "UNAUTHENTICATED"
+
+
+async def test_one_grant_per_month_with_two_processes_racing_for_it(
+    server_database_url: str, tmp_path: Path
+) -> None:
+    await redis_answers(REDIS_URL)
+    async with two_servers(server_database_url, REDIS_URL, tmp_path) as (one, two):
+        created = await one.new_account("Month")
+        # given an account whose second subscription month started while nobody looked
+        connection = await asyncpg.connect(
+            server_database_url.replace("postgres://", "postgresql://", 1)
+        )
+        try:
+            await connection.execute(
+                "UPDATE account SET created_at = created_at - interval '40 days' WHERE id = $1",
+                int(created["accountId"]),
+            )
+        finally:
+            await connection.close()
+        # when both processes read the balance many times at once
+        async with client(one) as first, client(two) as second:
+            reads = [
+                server.gql(created["token"], BALANCE)
+                for _ in range(20)
+                for server in (first, second)
+            ]
+            totals = {r["account"]["balance"]["total"] for r in await asyncio.gather(*reads)}
+            # then the month was granted exactly once: one expiry and one grant
+            ledger = await first.gql(created["token"], KINDS)
+        kinds_seen = [node["kind"] for node in ledger["account"]["ledger"]["nodes"]]
+        assert kinds_seen == ["ALLOTMENT_GRANT", "ALLOTMENT_EXPIRY", "ALLOTMENT_GRANT"]
+        assert totals == {1000}

@@ -16,10 +16,11 @@ import pytest
 from api.settings import Settings
 from models import Inbox, Notice, WebhookDelivery
 from models.enums import DeliveryStatus
-from services import idempotency, outbox
+from services import notices, outbox
 from services.accounts import NewAccount
 from services.clock import FrozenClock
 from services.dispatcher import Dispatcher, DispatchRules
+from services.notices import RaisedNotice
 from tests.api.receiver import Receiver, eventually, receiving, verified
 from tests.api.spend import SET_ALERTS, data, sent
 from tests.api.test_accounts_api import member_token
@@ -347,14 +348,17 @@ async def test_a_notice_of_a_rolled_back_change_is_never_sent(
     await create(api, token, receiver.url)
     await data(api, token, SET_ALERTS, thresholds=[999])
 
-    async def fail(**kwargs: object) -> None:
+    write = notices.record
+
+    async def write_then_fail(*args: Any, **kwargs: Any) -> list[RaisedNotice]:
+        await write(*args, **kwargs)
         raise RuntimeError("the database went away")
 
-    monkeypatch.setattr(idempotency, "record_done", fail)
+    monkeypatch.setattr(notices, "record", write_then_fail)
     variables = {"inboxId": str(inbox.id), "to": "+14155550123", "body": "x" * 200}
     body = await api(
         """mutation($input: SendMessageInput!) { sendMessage(input: $input) { message { id } } }""",
-        {"input": {**variables, "idempotencyKey": "k1"}},
+        {"input": variables},
         token=token,
     )
     assert body.get("errors")

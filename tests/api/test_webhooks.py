@@ -103,10 +103,7 @@ async def send(admin: Principal, inbox: Inbox, runtime: Runtime, body: str) -> M
         body=body,
         idempotency_key=None,
         region="US",
-        clock=runtime.clock,
-        carrier=runtime.carrier,
-        provider=runtime.payments,
-        broker=runtime.broker,
+        runtime=runtime,
     )
     assert sent.message.provider_message_id
     return sent.message
@@ -122,9 +119,7 @@ async def split_send(
         actor=admin,
         credits=100,
         idempotency_key="buy-1",
-        clock=runtime.clock,
-        provider=runtime.payments,
-        broker=runtime.broker,
+        runtime=runtime,
     )
     message = await send(admin, inbox, runtime, "a" * 400)
     assert await buckets(low_account.account.id) == (0, 98)

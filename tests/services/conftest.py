@@ -123,10 +123,7 @@ async def send(
         body=body,
         idempotency_key=key,
         region=REGION,
-        clock=runtime.clock,
-        carrier=runtime.carrier,
-        provider=runtime.payments,
-        broker=runtime.broker,
+        runtime=runtime,
     )
 
 
@@ -142,9 +139,7 @@ async def receive(
         body=body,
         provider_message_id=provider_id or f"in-{next(_provider_ids)}",
         region=REGION,
-        clock=runtime.clock,
-        provider=runtime.payments,
-        broker=runtime.broker,
+        runtime=runtime,
     )
 
 
@@ -153,9 +148,7 @@ async def buy(runtime: Runtime, actor: Principal, credits: int, *, key: str = "b
         actor=actor,
         credits=credits,
         idempotency_key=key,
-        clock=runtime.clock,
-        provider=runtime.payments,
-        broker=runtime.broker,
+        runtime=runtime,
     )
 
 
@@ -165,9 +158,7 @@ async def report(runtime: Runtime, message: Message, *, delivered: bool) -> Mess
     return await record_delivery_status(
         provider_message_id=message.provider_message_id,
         delivered=delivered,
-        clock=runtime.clock,
-        broker=runtime.broker,
-        provider=runtime.payments,
+        runtime=runtime,
     )
 
 

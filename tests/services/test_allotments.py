@@ -8,9 +8,11 @@ import pytest
 
 from models import Account, LedgerEntry, SubscriptionPeriod
 from models.enums import CreditBucket, LedgerEntryKind
+from services import ledger as ledger_door
 from services.access import Principal
 from services.accounts import NewAccount
-from services.allotments import catch_up, current_balance_change, due_account_ids
+from services.allotments import due_account_ids
+from services.balance import Change
 from services.clock import FrozenClock
 from services.runtime import Runtime
 from tests.services.conftest import (
@@ -205,3 +207,13 @@ async def test_due_account_ids_lists_the_accounts_whose_month_started(
     assert await due_account_ids(clock=clock) == []
     clock.set(datetime(2026, 2, 25, 12, 0, tzinfo=UTC))
     assert await due_account_ids(clock=clock) == [later.account.id]
+
+
+async def catch_up(account_id: int, *, clock: FrozenClock) -> Change | None:
+    """What the background sweep does for one account."""
+    return await ledger_door.catch_up(Runtime(clock=clock), account_id)
+
+
+async def current_balance_change(account_id: int, *, clock: FrozenClock) -> Change:
+    """What a balance read does: a month that has started is applied first."""
+    return await ledger_door.balance_now(Runtime(clock=clock), account_id)

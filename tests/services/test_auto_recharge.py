@@ -61,7 +61,8 @@ async def recharges(account_id: int) -> list[LedgerEntry]:
 
 async def recharge_now(runtime: Runtime, account_id: int):
     return await maybe_auto_recharge(
-        account_id=account_id, clock=runtime.clock, provider=runtime.payments, broker=runtime.broker
+        account_id=account_id,
+        runtime=runtime,
     )
 
 
@@ -188,9 +189,7 @@ async def test_a_new_month_leaving_the_total_below_the_threshold_recharges(
     clock.advance(timedelta(days=31))
     balance = await current_balance(
         account_id=account.account.id,
-        clock=clock,
-        broker=runtime.broker,
-        provider=runtime.payments,
+        runtime=runtime,
     )
     # then the new month triggered the recharge, and the read shows it
     assert len(await recharges(account.account.id)) == 1
@@ -508,7 +507,7 @@ def crash(
     if request.param == "after the charge":
         runtime.payments = DyingAfterCharge(payments.charges)
     else:
-        monkeypatch.setattr(auto_recharge, "save_change", _die_in_the_ledger_transaction)
+        monkeypatch.setattr(auto_recharge, "_mark_credited", _die_in_the_ledger_transaction)
 
     def restart() -> None:
         runtime.payments = payments
@@ -519,13 +518,14 @@ def crash(
 
 async def recover(runtime: Runtime, account_id: int) -> int:
     return await complete_stalled_recharges(
-        account_id=account_id, clock=runtime.clock, provider=runtime.payments, broker=runtime.broker
+        account_id=account_id,
+        runtime=runtime,
     )
 
 
 async def sweep(runtime: Runtime) -> int:
     return await complete_all_stalled_recharges(
-        clock=runtime.clock, provider=runtime.payments, broker=runtime.broker
+        runtime=runtime,
     )
 
 

@@ -39,9 +39,7 @@ async def buy(runtime: Runtime, admin: Principal, credits: int, key: str) -> Non
         actor=admin,
         credits=credits,
         idempotency_key=key,
-        clock=runtime.clock,
-        provider=runtime.payments,
-        broker=runtime.broker,
+        runtime=runtime,
     )
 
 
@@ -82,7 +80,8 @@ async def test_current_balance_within_the_month_changes_and_announces_nothing(
 
     # when
     balance = await current_balance(
-        account_id=account.account.id, clock=clock, broker=broker, provider=runtime.payments
+        account_id=account.account.id,
+        runtime=runtime,
     )
 
     # then
@@ -104,10 +103,12 @@ async def test_current_balance_applies_and_announces_a_due_allotment_once(
 
     # when
     balance = await current_balance(
-        account_id=account.account.id, clock=clock, broker=broker, provider=runtime.payments
+        account_id=account.account.id,
+        runtime=runtime,
     )
     again = await current_balance(
-        account_id=account.account.id, clock=clock, broker=broker, provider=runtime.payments
+        account_id=account.account.id,
+        runtime=runtime,
     )
 
     # then
@@ -137,9 +138,7 @@ async def test_period_figures_net_refunds_and_count_purchases(
     await record_delivery_status(
         provider_message_id=failed.provider_message_id,
         delivered=False,
-        clock=runtime.clock,
-        broker=runtime.broker,
-        provider=runtime.payments,
+        runtime=runtime,
     )
 
     # when
@@ -166,7 +165,8 @@ async def test_billing_overview_is_of_the_current_month(
 
     # when
     overview = await billing_overview(
-        account_id=account.account.id, clock=clock, broker=broker, provider=runtime.payments
+        account_id=account.account.id,
+        runtime=runtime,
     )
 
     # then

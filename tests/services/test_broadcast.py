@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 
 from models import LedgerEntry
 from models.enums import CreditBucket, LedgerEntryKind
+from services.balance import Balance
 from services.broadcast import (
     BalanceEvent,
     LocalBroker,
@@ -17,7 +18,6 @@ from services.broadcast import (
     event_from_json,
     event_to_json,
 )
-from services.ledger import Balance
 
 # Ledger entries are Tortoise models, which need the ORM set up even unsaved.
 pytestmark = pytest.mark.usefixtures("database")

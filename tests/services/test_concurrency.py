@@ -14,9 +14,9 @@ import pytest
 
 from models import LedgerEntry, Message, SubscriptionPeriod
 from models.enums import LedgerEntryKind
+from services import ledger as ledger_door
 from services.access import Principal
 from services.accounts import NewAccount
-from services.allotments import current_balance_change
 from services.clock import FrozenClock
 from services.errors import InsufficientCredits
 from services.messaging import Sent
@@ -113,7 +113,7 @@ async def test_a_month_rollover_hit_by_30_calls_at_once_is_applied_once(
         *(send(runtime, admin, inbox, f"Hello {n}") for n in range(10)),
         *(receive(runtime, inbox, "Hi") for _ in range(10)),
         *(buy(runtime, admin, 100, key=f"buy-{n}") for n in range(5)),
-        *(current_balance_change(account.account.id, clock=clock) for _ in range(5)),
+        *(ledger_door.balance_now(Runtime(clock=clock), account.account.id) for _ in range(5)),
     ]
     await asyncio.gather(*calls)
     # then the new month has one period row, one expiry of what was left and one grant

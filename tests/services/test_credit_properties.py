@@ -137,10 +137,8 @@ async def apply(world: World, operation: tuple[str, Any]) -> None:
     elif name == "recharge":
         await maybe_auto_recharge(
             account_id=account_id,
-            clock=runtime.clock,
-            provider=runtime.payments,
-            broker=runtime.broker,
             required=arg,
+            runtime=runtime,
         )
     elif name in ("fail", "deliver") and world.sent:
         message = world.sent[-1 - arg % len(world.sent)]

@@ -461,6 +461,6 @@ async def test_a_revoked_token_or_a_new_week_start_retires_the_url(
         await download(weekly, clock)
     assert len((await download(daily, clock))[1]) == 8
     # when the token that made them is revoked
-    await revoke_token(actor=team.admin, token_id=team.admin.token_id, clock=clock)
+    await revoke_token(actor=team.admin, token_id=team.admin.token_id, runtime=Runtime(clock=clock))
     with pytest.raises(ExportExpired, match="revoked"):
         await download(daily, clock)

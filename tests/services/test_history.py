@@ -40,10 +40,7 @@ async def send(runtime: Runtime, actor: Principal, inbox: Inbox, body: str = "Hi
         body=body,
         idempotency_key=None,
         region="US",
-        clock=runtime.clock,
-        carrier=runtime.carrier,
-        provider=runtime.payments,
-        broker=runtime.broker,
+        runtime=runtime,
     )
     return sent.message
 
@@ -55,9 +52,7 @@ async def receive(runtime: Runtime, inbox: Inbox, provider_id: str) -> Message:
         body="Hello back",
         provider_message_id=provider_id,
         region="US",
-        clock=runtime.clock,
-        provider=runtime.payments,
-        broker=runtime.broker,
+        runtime=runtime,
     )
     return result.message
 

@@ -13,10 +13,10 @@ from tortoise.backends.base.client import TransactionalDBClient
 from models import LedgerEntry
 from models.enums import CreditBucket, LedgerEntryKind
 from services.accounts import NewAccount
+from services.balance import debit_split
 from services.broadcast import BalanceEvent, LocalBroker
 from services.clock import FrozenClock
 from services.errors import InsufficientCredits
-from services.ledger import debit_split
 from services.runtime import Runtime
 from tests.services.conftest import (
     EventReader,

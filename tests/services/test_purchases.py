@@ -10,9 +10,9 @@ from models import Account, LedgerEntry
 from models.enums import CreditBucket, LedgerEntryKind, Role
 from services.access import Principal
 from services.accounts import NewAccount
+from services.balance import LARGEST_AMOUNT
 from services.clock import FrozenClock
 from services.errors import Forbidden, InvalidValue, PaymentDeclined, PaymentMethodRequired
-from services.ledger import LARGEST_AMOUNT
 from services.payments import SimulatedPaymentProvider, set_payment_method
 from services.runtime import Runtime
 from tests.services.conftest import Buckets, buckets, buy, ledger, open_account, principal

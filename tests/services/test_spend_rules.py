@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from models.enums import AlertState, NoticeKind
 from services.alerts import crossings, levels, recovery_level
+from services.balance import Balance
 from services.broadcast import BalanceEvent, event_from_json, event_to_json
 from services.budgets import crossed
-from services.ledger import Balance
 from services.notices import RaisedNotice
 from services.signatures import new_secret, sign
 from services.url_guard import is_public
