@@ -15,6 +15,7 @@ from schema.documents import DOCUMENT_CACHE_SIZE, DocumentParserCache, DocumentV
 from schema.exports import ExportMutation
 from schema.extensions import Authentication, ErrorCodes
 from schema.inboxes import InboxMutation
+from schema.inputs import compile_inputs
 from schema.limits import QueryLimitsExtension
 from schema.members import MemberMutation
 from schema.messages import MessageMutation, MessageQuery
@@ -72,3 +73,4 @@ schema = TallySchema(
         ErrorCodes,
     ],
 )
+compile_inputs([concrete.definition for concrete in schema.schema_converter.type_map.values()])

@@ -6,8 +6,11 @@ a client sending ever-new or huge texts must not make the process grow.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator
+from typing import Any
 
+from graphql import DocumentNode, GraphQLError, validate
 from strawberry.extensions import ParserCache, SchemaExtension, ValidationCache
 
 # Validating and parsing the document took a third of the server's CPU per sendMessage
@@ -36,8 +39,35 @@ class DocumentParserCache(ParserCache):
 
 
 class DocumentValidationCache(ValidationCache):
+    """Strawberry's validation cache, keyed by the parsed document's identity.
+
+    Strawberry's keys it by the document's value, and hashing a document walks its
+    whole tree on every request; the parser cache already hands out the same object for
+    the same text, so the object itself is the key (kept in the entry, so that an id
+    reused after the document was dropped is never mistaken for it).
+    """
+
     def on_validate(self) -> Iterator[None]:
-        if _cacheable(self):
+        context = self.execution_context
+        document = context.graphql_document
+        if document is None or not _cacheable(self):
             yield from super().on_validate()
+            return
+        rules = tuple(context.validation_rules)
+        key = (id(document), rules)
+        entry = _VALIDATED.get(key)
+        if entry is None or entry[0] is not document:
+            errors = validate(context.schema._schema, document, rules)
+            entry = _VALIDATED[key] = (document, errors)
+            if len(_VALIDATED) > DOCUMENT_CACHE_SIZE:
+                _VALIDATED.popitem(last=False)
         else:
-            yield
+            _VALIDATED.move_to_end(key)
+        context.pre_execution_errors = entry[1]
+        yield
+
+
+# (id of a parsed document, its validation rules) -> (the document, its errors).
+_VALIDATED: OrderedDict[tuple[int, tuple[Any, ...]], tuple[DocumentNode, list[GraphQLError]]] = (
+    OrderedDict()
+)

@@ -142,6 +142,9 @@ async def _run_all(
 ) -> None:
     """Each request's work in a savepoint; its account read once per batch and kept current."""
     accounts: dict[int, Account] = {}
+    # On PostgreSQL each statement is a round trip: a change's savepoint is released by
+    # the next change's own statement (or by COMMIT) instead of one of its own.
+    pending_release = False
     for request in batch:
         if request.future.done():
             continue
@@ -152,11 +155,22 @@ async def _run_all(
                 request.error = AccountMissing(request.account_id)
                 continue
             accounts[request.account_id] = account
+        before = dict(account.__dict__)
+        if isinstance(conn, DirectSqlite):
+            conn.run_inline("SAVEPOINT change")
+        elif pending_release:
+            await conn.execute_script("RELEASE SAVEPOINT change; SAVEPOINT change")
+        else:
+            await conn.execute_script("SAVEPOINT change")
+        pending_release = True
         try:
-            async with savepoint(conn, account, "change"):
-                request.result = await request.work(conn, account)
+            request.result = await request.work(conn, account)
         except Exception as error:
+            await _run(conn, "ROLLBACK TO SAVEPOINT change")
+            account.__dict__.update(before)
             request.error = error
+        if isinstance(conn, DirectSqlite):
+            conn.run_inline("RELEASE SAVEPOINT change")
 
 
 @asynccontextmanager

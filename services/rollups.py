@@ -71,6 +71,20 @@ def _upsert_sql(level: Level) -> str:
 
 
 _UPSERT = {level: _upsert_sql(level) for level in LEVELS}
+# PostgreSQL: the three upserts as one statement (data-modifying CTEs; SQLite has none).
+_UPSERT_ALL = (
+    f"WITH days AS ({_UPSERT[DAYS]}), months AS ({_UPSERT[MONTHS]}) {_UPSERT[ACCOUNT_DAYS]}"
+)
+
+
+def _owners(level: Level, account_id: int, inbox_id: int) -> list[int]:
+    return [account_id, inbox_id] if level.owner == "inbox_id" else [account_id]
+
+
+def _key(level: Level, day: date) -> date:
+    return day.replace(day=1) if level is MONTHS else day
+
+
 # A refund can empty a row: drop it, so that a row exists only while it counts a message.
 _DROP_EMPTY = {
     level: f"DELETE FROM {level.table} WHERE {level.owner} = ? AND {level.key} = ? "
@@ -136,12 +150,19 @@ async def count_message(
     """
     day = local_day(message.created_at, ZoneInfo(account.timezone))
     figures = _figures(message.direction.value, sign * message.segments, sign)
-    for level in LEVELS:
-        when = day.replace(day=1) if level is MONTHS else day
-        owners = [account.id, message.inbox_id] if level.owner == "inbox_id" else [account.id]
-        await run(conn, _UPSERT[level], [*owners, when, *figures])
-        if sign < 0:
-            await run(conn, _DROP_EMPTY[level], [owners[-1], when])
+    rows = [
+        [*_owners(level, account.id, message.inbox_id), _key(level, day), *figures]
+        for level in LEVELS
+    ]
+    if is_postgres(conn):
+        # One round trip for the three tables, where each statement is one.
+        await run(conn, _UPSERT_ALL, [value for row in rows for value in row])
+    else:
+        for level, row in zip(LEVELS, rows, strict=True):
+            await run(conn, _UPSERT[level], row)
+    if sign < 0:
+        for level, row in zip(LEVELS, rows, strict=True):
+            await run(conn, _DROP_EMPTY[level], row[-6:-4])  # its owner and key
 
 
 async def rebuild_usage(*, account_id: int, timezone: str) -> None:
