@@ -34,7 +34,7 @@ class DispatchRules:
     retry_schedule: tuple[float, ...] = outbox.DEFAULT_RETRY_SCHEDULE
     allow_private: bool = False
     timeout_seconds: float = 10.0
-    per_endpoint: int = 4
+    per_endpoint: int = 10
     batch: int = 50
     poll_seconds: float = 1.0
     # Far above the timeout: a lease outlives any attempt its process is still making.
@@ -55,6 +55,7 @@ class Dispatcher:
         self._in_flight: Counter[int] = Counter()
         self._tasks: set[asyncio.Task[None]] = set()
         self._bell = asyncio.Event()
+        self._recorder = _Recorder(rules.retry_schedule)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -76,6 +77,7 @@ class Dispatcher:
             for task in list(self._tasks):
                 task.cancel()
             await asyncio.gather(loop, *self._tasks, return_exceptions=True)
+            await self._recorder.aclose()
             await client.aclose()
 
     async def _loop(self, client: httpx.AsyncClient) -> None:
@@ -112,13 +114,8 @@ class Dispatcher:
     async def _attempt(self, client: httpx.AsyncClient, delivery: Claimed) -> None:
         try:
             status_code, error = await self._send(client, delivery)
-            await outbox.record_attempt(
-                delivery,
-                status_code=status_code,
-                error=error,
-                now=self._clock.now(),
-                schedule=self._rules.retry_schedule,
-            )
+            attempt = outbox.Attempt(delivery, status_code, error, self._clock.now())
+            await self._recorder.record(attempt)
         except Exception:
             log.exception("recording webhook delivery %s failed", delivery.id)
         finally:
@@ -159,3 +156,39 @@ class Dispatcher:
             return None, f"{type(failure).__name__}: {failure}"
         ok = 200 <= response.status_code < 300
         return response.status_code, None if ok else f"HTTP {response.status_code}"
+
+
+class _Recorder:
+    """Records attempts in groups: those that end while a group is being written go in
+    the next one, so a burst of deliveries costs a few commits rather than one each."""
+
+    def __init__(self, schedule: tuple[float, ...]) -> None:
+        self._schedule = schedule
+        self._waiting: list[tuple[outbox.Attempt, asyncio.Future[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def record(self, attempt: outbox.Attempt) -> None:
+        done = asyncio.get_running_loop().create_future()
+        self._waiting.append((attempt, done))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._write(), name="webhook-recorder")
+        await done
+
+    async def aclose(self) -> None:
+        """Let the group being written finish (the process is stopping)."""
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _write(self) -> None:
+        while self._waiting:
+            group, self._waiting = self._waiting, []
+            try:
+                await outbox.record_attempts([a for a, _ in group], schedule=self._schedule)
+            except Exception as failure:
+                for _, done in group:
+                    if not done.done():
+                        done.set_exception(failure)
+                continue
+            for _, done in group:
+                if not done.done():
+                    done.set_result(None)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.transactions import in_transaction
 
 from models import WebhookDelivery
 from services.clock import to_micros
@@ -129,25 +130,35 @@ async def release(claimed: Claimed) -> None:
     await run(connection(), _RELEASE, [claimed.id, claimed.lease])
 
 
-async def record_attempt(
-    claimed: Claimed,
-    *,
-    status_code: int | None,
-    error: str | None,
-    now: datetime,
-    schedule: Sequence[float],
-) -> None:
-    """Record one attempt: success on any 2xx, else the next attempt or FAILED."""
-    attempt = claimed.attempts + 1
-    if status_code is not None and 200 <= status_code < 300:
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one attempt got: a status code, or why there was none."""
+
+    claimed: Claimed
+    status_code: int | None
+    error: str | None
+    at: datetime
+
+
+async def record_attempts(attempts: Sequence[Attempt], *, schedule: Sequence[float]) -> None:
+    """Record attempts, in one transaction: success on any 2xx, else the next attempt
+    after the schedule's gap, or FAILED once the schedule is spent."""
+    async with in_transaction() as conn:
+        for attempt in attempts:
+            await run(conn, _RECORD, _recorded(attempt, schedule))
+
+
+def _recorded(attempt: Attempt, schedule: Sequence[float]) -> list[object]:
+    number = attempt.claimed.attempts + 1
+    error = None if attempt.error is None else attempt.error[:500]
+    if attempt.status_code is not None and 200 <= attempt.status_code < 300:
         status, error, next_at = "SUCCEEDED", None, None
-    elif attempt <= len(schedule):
+    elif number <= len(schedule):
         status = "PENDING"
-        next_at = to_micros(now + timedelta(seconds=schedule[attempt - 1]))
+        next_at = to_micros(attempt.at + timedelta(seconds=schedule[number - 1]))
     else:
         status, next_at = "FAILED", None
-    values = [status, status_code, None if error is None else error[:500], next_at]
-    await run(connection(), _RECORD, [*values, claimed.id, claimed.lease])
+    return [status, attempt.status_code, error, next_at, attempt.claimed.id, attempt.claimed.lease]
 
 
 async def cancel_pending(endpoint_id: int) -> None:
