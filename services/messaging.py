@@ -331,7 +331,12 @@ async def _fail_and_refund(runtime: Runtime, message: Message) -> Balance | None
 def _usage(tx: Tx, message: Message, *, sign: int) -> Usage:
     """What a message (`sign=1`) or its refund (`-1`) adds to its inbox's month: the
     month the message was sent in, so a refund nets out where its charge counted."""
-    month = period_at(tx.account.created_at, message.created_at).index
+    # A new message is the change's own: the current month, applied before the rule ran.
+    month = (
+        tx.account.period_index
+        if sign > 0
+        else period_at(tx.account.created_at, message.created_at).index
+    )
     outbound = sign > 0 and message.direction is Direction.OUTBOUND
     return Usage(message.inbox_id, month, sign * message.credits, outbound_send=outbound)
 

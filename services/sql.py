@@ -77,6 +77,8 @@ async def fetch_written(conn: BaseDBAsyncClient, text: str, values: Sequence[Any
     """The rows an INSERT/UPDATE … RETURNING answers, each indexable by position.
 
     Tortoise's asyncpg client drops the rows of statements that start with a write
-    keyword, so these go through the dict path; name every returned column uniquely.
+    keyword, so there these go through the dict path; name every returned column uniquely.
     """
+    if not is_postgres(conn):
+        return await fetch(conn, text, values)
     return [tuple(row.values()) for row in await fetch_dicts(conn, text, values)]
