@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck unit schema migrations bench bench-send bench-usage bench-fanout bench-load bench-spend clean
+.PHONY: install run test lint typecheck unit schema migrations screenshots vendor bench bench-send bench-usage bench-fanout bench-load bench-import bench-spend clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Tally needs Python 3.11+"'
@@ -15,12 +15,14 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-# Migrate, seed the demo account when the database is empty, print tokens, serve GraphiQL.
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+# Take the port (a port in use stops here, before anything else), migrate, seed the demo
+# account when the database is empty, print tokens and a link that signs in to the
+# dashboard, serve. `make run PORT=8001 HOST=0.0.0.0` changes where it listens.
 run: install
-	$(BIN)/tally migrate
-	$(BIN)/tally seed-demo
-	@echo "GraphiQL: http://127.0.0.1:8000/graphql"
-	$(BIN)/tally serve --no-migrate
+	$(BIN)/tally serve --host $(HOST) --port $(PORT) --seed-demo
 
 lint: install
 	$(BIN)/ruff check .
@@ -37,6 +39,15 @@ test: lint typecheck unit
 # Write the committed schema.graphql from the code.
 schema: install
 	$(BIN)/tally export-schema > schema.graphql
+
+# The README's pictures of the dashboard: docs/screenshot-{analytics,billing}.png, from a
+# fresh demo account in Debian's chromium (apt-get install chromium).
+screenshots: install
+	$(BIN)/python scripts/screenshots.py
+
+# Refresh the npm packages under api/assets/vendor/ (needs Node's npm; run and test do not).
+vendor:
+	$(PYTHON) scripts/vendor.py
 
 # After a model change: write the next migration into models/migrations/.
 migrations: install
@@ -70,11 +81,16 @@ bench-load: install
 	$(BIN)/python bench/load.py
 
 # Spend control's cost per send (alerts, a budget, an endpoint) and notice latency, about
-# 90 s. Results and how to read them: docs/benchmarks.md ("Spend control").
+# 2.5 minutes. Results and how to read them: docs/benchmarks.md ("Spend control").
 bench-spend: install
 	$(BIN)/python bench/spend.py
 
-bench: bench-send bench-usage bench-fanout bench-load bench-spend
+# History import: `tally import-messages` of 100,000 and 1,000,000 JSON lines, wall time and
+# peak RSS, on SQLite and (when it answers at 127.0.0.1:5432) PostgreSQL; about 3 minutes.
+bench-import: install
+	$(BIN)/python bench/importing.py
+
+bench: bench-send bench-usage bench-fanout bench-load bench-import bench-spend
 
 clean:
 	rm -rf $(VENV) var

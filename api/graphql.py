@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -33,6 +34,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLHTTPResponse
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
@@ -47,9 +49,13 @@ from strawberry.subscriptions.protocols.graphql_ws.types import (
     OperationMessage,
     StartMessage,
 )
+from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 
 from api.access_log import count_operation, request_state
+from api.client_address import client_address
+from api.graphiql import graphiql_page
+from api.graphql_media import is_request_error, mark_request_error
 from api.ratelimit import CODE as RATE_LIMITED
 from api.ratelimit import bearer_secret, operation_limiter, too_many_message
 from api.settings import Settings
@@ -218,6 +224,17 @@ class TallyGraphQL(GraphQL[Context, None]):
             if unwatch is not None:
                 unwatch()
 
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return graphiql_page()
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
+        processed = await super().process_result(request, result)
+        if is_request_error(processed):
+            mark_request_error(request.scope)
+        return processed
+
     def decode_json(self, data: str | bytes) -> object:
         # JSON between systems is UTF-8 (RFC 8259). json.loads would guess UTF-16 or -32
         # from the first bytes, and let a UnicodeDecodeError through (a 500); as a
@@ -248,7 +265,13 @@ class TallyGraphQL(GraphQL[Context, None]):
         # rather than \u escapes; both are the same JSON. A str, not bytes: Strawberry
         # sends bytes over a websocket as binary frames, which browsers' graphql-ws
         # clients cannot parse.
-        return orjson.dumps(data).decode()
+        try:
+            return orjson.dumps(data).decode()
+        except TypeError:
+            # orjson refuses unpaired surrogates, which json.loads lets into a request (a
+            # segmentInfo body "\ud800" is echoed in nonGsmCharacters): a 500 before. The
+            # json module writes them as \u escapes, which is still JSON.
+            return json.dumps(data)
 
     def parse_json(self, data: str | bytes) -> Any:
         # Strawberry reads fields of the parsed body with .get(): a body that is a JSON
@@ -268,16 +291,20 @@ class TallyGraphQL(GraphQL[Context, None]):
             secret = bearer_secret(request.headers.get("authorization"))
             principal = await principal_for(secret, self.runtime)
             if principal is not None:
-                context.principal = principal
+                context.principal = self._with_address(principal, request.scope)
                 request_state(request.scope)["account_id"] = principal.account_id
         return context
+
+    def _with_address(self, principal: Principal, scope: Scope) -> Principal:
+        """The principal with the client's address, which the audit log records."""
+        return replace(principal, ip=client_address(scope, self.settings.trusted_proxies))
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, Any] | None:
         principal = await principal_for(connection_secret(context.connection_params), self.runtime)
         if principal is None:
             raise ConnectionRejectionError({"code": "UNAUTHENTICATED"})
-        context.principal = principal
         websocket = context.request
+        principal = context.principal = self._with_address(principal, websocket.scope)
         if isinstance(websocket, WebSocket):
             request_state(websocket.scope)["account_id"] = principal.account_id
 

@@ -30,6 +30,8 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.access_log import AccessLog
+from api.graphql_media import GraphQLResponseMedia
+from api.origins import OriginRefusalLog
 from api.ratelimit import Limits, MemoryCounter, RateLimit, RedisCounter
 from api.settings import Settings
 from services.clock import Clock, SystemClock
@@ -63,15 +65,23 @@ def http_middleware(settings: Settings, clock: Clock | None = None) -> list[Midd
     return [
         Middleware(AccessLog),
         Middleware(SecurityHeaders),
+        Middleware(OriginRefusalLog, allowed_origins=settings.allowed_origins),
         Middleware(
             CORSMiddleware,
             allow_origins=settings.allowed_origins,
             allow_methods=CORS_METHODS,
             allow_headers=CORS_HEADERS,
         ),
-        Middleware(RateLimit, limits=limits, counter=counter, clock=clock or SystemClock()),
+        Middleware(
+            RateLimit,
+            limits=limits,
+            counter=counter,
+            clock=clock or SystemClock(),
+            trusted_proxies=settings.trusted_proxies,
+        ),
         Middleware(BodyLimit, max_bytes=settings.max_body_bytes),
         Middleware(WebSocketMessageLimit, max_bytes=settings.max_body_bytes),
+        Middleware(GraphQLResponseMedia),
         Middleware(GraphQLRefusals),
     ]
 

@@ -7,6 +7,10 @@ request also counts against its IP with a ceiling of IP_CEILING_FACTOR x the tok
 limit, so rotating made-up tokens cannot flood. Over a limit: 429, `Retry-After` and
 `{"errors": [{"message", "extensions": {"code": "RATE_LIMITED"}}]}`.
 
+Loading the dashboard or GraphiQL is never counted: the app shell (`/`, `/app/`), the
+files under /assets/ and the GraphiQL page (a GET of /graphql asking for HTML, with no
+query) are static, and a page load fetches a dozen of them.
+
 Signed webhooks are never counted; a 401 (bad signature) from /webhooks/* counts against
 the IP, and an IP over its limit is refused there before its body is read.
 
@@ -36,6 +40,7 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.client_address import Network, client_address
 from services.clock import Clock
 
 log = logging.getLogger("tally")
@@ -46,7 +51,8 @@ IP_CEILING_FACTOR = 5
 KEY_PREFIX = "tally:ratelimit"
 GRAPHQL_PATH = "/graphql"
 WEBHOOKS_PREFIX = "/webhooks/"
-UNLIMITED_PATHS = frozenset({"/healthz", "/readyz"})
+UNLIMITED_PATHS = frozenset({"/healthz", "/readyz", "/", "/app", "/app/"})
+UNLIMITED_PREFIXES = ("/assets/",)
 LIMITER_SCOPE_KEY = "tally.operation_limiter"
 
 
@@ -141,12 +147,25 @@ def _name(key: str, window: int, namespace: str = "") -> str:
 
 
 class RateLimit:
-    def __init__(self, app: ASGIApp, *, limits: Limits, counter: Counter, clock: Clock) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limits: Limits,
+        counter: Counter,
+        clock: Clock,
+        trusted_proxies: tuple[Network, ...] = (),
+    ) -> None:
         self.app = app
         self.limits = limits
         self.counter = counter
         self.clock = clock
+        self.trusted_proxies = trusted_proxies
         self._warned_window = -1
+
+    def _client_ip(self, scope: Scope) -> str:
+        """The client's address, as the audit log reads it (api/client_address.py)."""
+        return client_address(scope, self.trusted_proxies) or "unknown"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -156,10 +175,10 @@ class RateLimit:
                 await self.counter.aclose()
             return
         if scope["type"] == "websocket":
-            scope[LIMITER_SCOPE_KEY] = OperationLimiter(self, _client_ip(scope))
+            scope[LIMITER_SCOPE_KEY] = OperationLimiter(self, self._client_ip(scope))
             await self.app(scope, receive, send)
             return
-        if scope["type"] != "http" or scope["path"] in UNLIMITED_PATHS:
+        if scope["type"] != "http" or _unlimited(scope):
             await self.app(scope, receive, send)
             return
         now = self.clock.now().timestamp()
@@ -176,7 +195,7 @@ class RateLimit:
         secret = None
         if scope["path"] == GRAPHQL_PATH:
             secret = bearer_secret(Headers(scope=scope).get("authorization"))
-        return self.checks_for(_client_ip(scope), secret)
+        return self.checks_for(self._client_ip(scope), secret)
 
     def checks_for(self, ip: str, secret: str | None) -> list[tuple[str, int]]:
         """(key, limit) pairs of a request from `ip` with the bearer `secret` (or none)."""
@@ -193,7 +212,7 @@ class RateLimit:
 
     async def webhook(self, scope: Scope, receive: Receive, send: Send, now: float) -> None:
         """Signed webhooks pass uncounted; a bad signature (401) counts against the IP."""
-        key = f"anon:{_client_ip(scope)}"
+        key = f"anon:{self._client_ip(scope)}"
         if await self.peek(key, now) >= self.limits.per_ip:
             await _too_many(now)(scope, receive, send)
             return
@@ -263,9 +282,18 @@ def _window(now: float) -> int:
     return int(now // WINDOW_SECONDS)
 
 
-def _client_ip(scope: Scope) -> str:
-    client = scope.get("client")
-    return str(client[0]) if client else "unknown"
+def _unlimited(scope: Scope) -> bool:
+    path: str = scope["path"]
+    return path in UNLIMITED_PATHS or path.startswith(UNLIMITED_PREFIXES) or _is_ide_page(scope)
+
+
+def _is_ide_page(scope: Scope) -> bool:
+    """GraphiQL's page: what Strawberry answers with it (`should_render_graphql_ide`)."""
+    if scope["path"] != GRAPHQL_PATH or scope["method"] != "GET":
+        return False
+    if b"query=" in scope.get("query_string", b""):
+        return False
+    return "text/html" in Headers(scope=scope).get("accept", "")
 
 
 def _too_many(now: float) -> JSONResponse:

@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from api.client_address import Network, trusted_networks
 from services.outbox import DEFAULT_RETRY_SCHEDULE, parse_schedule
 
 log = logging.getLogger("tally")
@@ -54,6 +55,8 @@ class Settings:
     # endpoints may be private addresses (development and tests only).
     webhook_retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
     webhook_allow_private: bool = False
+    # Proxies whose X-Forwarded-For is believed (api/client_address.py); none by default.
+    trusted_proxies: tuple[Network, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -82,6 +85,7 @@ class Settings:
             rate_limit_per_ip=_int(env.get("TALLY_RATE_LIMIT_PER_IP"), defaults.rate_limit_per_ip),
             webhook_retry_schedule=parse_schedule(env.get("TALLY_WEBHOOK_RETRY_SCHEDULE")),
             webhook_allow_private=_flag(env.get("TALLY_WEBHOOK_ALLOW_PRIVATE"), False),
+            trusted_proxies=trusted_networks(env.get("TALLY_TRUSTED_PROXIES")),
         )
 
     def warn_about_defaults(self) -> None:

@@ -10,6 +10,9 @@ For each case it times, one call after another on one event loop:
   (the service, the schema mapping and graphql-core's execution), no HTTP, no
   authentication query, no JSON encoding.
 
+With ``"forecast": true`` it also times ``services.forecast.account_forecast`` (key
+``forecast``, ``service`` only).
+
 Prints {key: {"service": [µs…], "graphql": [µs…]}}. The difference between ``graphql`` and
 the end-to-end time over HTTP is the token lookup, the Strawberry view, JSON and uvicorn.
 """
@@ -25,10 +28,11 @@ from typing import Any
 
 from api.settings import Settings
 from bench._usage_shape import DOCUMENT
+from models import Account
 from models.db import close_database, open_database
 from schema import schema
 from schema.context import Context
-from services import tokens, usage
+from services import forecast, tokens, usage
 from services.calendar import Granularity
 from services.runtime import Runtime
 from services.usage import UsageGroupBy
@@ -47,10 +51,10 @@ async def timed(runs: int, warmup: int, call: Any) -> list[int]:
 async def run(job: dict[str, Any]) -> dict[str, Any]:
     await open_database(job["database_url"])
     try:
-        bearer = await tokens.authenticate(job["token"])
-        assert bearer is not None, "the admin token does not authenticate"
-        actor = bearer.principal
         runtime = Runtime()
+        principal = await tokens.authenticate(job["token"], cache=runtime.tokens)
+        assert principal is not None, "the admin token does not authenticate"
+        actor = principal
         settings = Settings.from_env()
         result: dict[str, Any] = {}
         for case in job["cases"]:
@@ -87,6 +91,13 @@ async def run(job: dict[str, Any]) -> dict[str, Any]:
                 "service": await timed(job["runs"], job["warmup"], service),
                 "graphql": await timed(job["runs"], job["warmup"], graphql),
             }
+        if job.get("forecast"):
+            account = await Account.get(id=actor.account_id)
+
+            async def forecast_call() -> None:
+                await forecast.account_forecast(runtime=runtime, actor=actor, account=account)
+
+            result["forecast"] = {"service": await timed(job["runs"], job["warmup"], forecast_call)}
         return result
     finally:
         await close_database()

@@ -29,6 +29,19 @@ DOCUMENT = (
     " fragment F on UsageFigures { " + " ".join(FIGURES) + " }"
 )
 
+# The same, with the period-over-period comparison: the previous range and each group's
+# totals over it (bench/usage.py times it side by side with DOCUMENT).
+PREVIOUS_DOCUMENT = DOCUMENT.replace(
+    " groups { member { id }", " previous { start end totals { ...F } } groups { member { id }"
+).replace(" series { start end figures { ...F } } } } } }", " series { start end figures"
+          " { ...F } } previousTotals { ...F } } } } }")  # fmt: skip
+assert PREVIOUS_DOCUMENT.count("previous") == 2, "DOCUMENT changed: update PREVIOUS_DOCUMENT"
+
+FORECAST_DOCUMENT = (
+    "query Forecast { account { forecast {"
+    " status dailyBurn basedOnDays runOutDate subscriptionCreditsExpiring } } }"
+)
+
 Figures = tuple[int, int, int, int, int, int]
 Bucket = tuple[str, str, Figures]
 ZERO: Figures = (0, 0, 0, 0, 0, 0)

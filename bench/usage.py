@@ -21,6 +21,10 @@ dropped afterwards), everything on 127.0.0.1:
               range, totals, every bucket and every group with all six figures).
               Latency is from writing the request to having read the whole response.
               Every response must be byte-identical to the first of its case.
+   compare  - (b) and (c) again, each alternating with the same report that also asks for
+              `previous` and every group's `previousTotals`, so both see the same load; the
+              comparison must equal a separate report over its range. Then
+              `Account.forecast`, timed the same way (with the server's CPU per request).
 3. profile  - py-spy records the server while more requests of one report run (not timed;
               (c) unless `--profile-case` says otherwise).
 4. split    - in a separate process: the service call alone and schema.execute alone
@@ -32,6 +36,8 @@ dropped afterwards), everything on 127.0.0.1:
 
 Goals (from the issue): every report's median under 30 ms end to end, at least 25 times
 faster than the GROUP BY, and the million messages seeded in under 30 s, on both databases.
+Issue 13: (c) with the comparison within 1.3x of (c) without it; the forecast under 5 ms of
+server time (the service call alone, in process).
 The script exits with 1 when a report differs from the GROUP BY or a request fails; missed
 goals are printed, not failed on.
 """
@@ -64,7 +70,15 @@ if str(ROOT) not in sys.path:
 from bench._load import build_request, read_response  # noqa: E402
 from bench._usage_baseline import STATEMENTS, postgres_report, sqlite_report  # noqa: E402
 from bench._usage_profile import summarize  # noqa: E402
-from bench._usage_shape import CASES, DOCUMENT, Case, Shape, from_graphql  # noqa: E402
+from bench._usage_shape import (  # noqa: E402
+    CASES,
+    DOCUMENT,
+    FORECAST_DOCUMENT,
+    PREVIOUS_DOCUMENT,
+    Case,
+    Shape,
+    from_graphql,
+)
 from bench.send import cpu_seconds, free_port, out, stop, wait_until_up  # noqa: E402
 
 PYTHON = sys.executable
@@ -73,6 +87,8 @@ POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/test"
 GOAL_MEDIAN_MS = 30.0
 GOAL_RATIO = 25.0
 GOAL_SEED_SECONDS = 30.0
+GOAL_PREVIOUS_RATIO = 1.3
+GOAL_FORECAST_MS = 5.0
 
 
 class Mismatch(Exception):
@@ -109,8 +125,31 @@ class CaseResult:
 
 
 @dataclass
+class Comparison:
+    """A report timed alternately without and with `previous` and `previousTotals`."""
+
+    key: str
+    plain_us: list[int] = field(default_factory=list)
+    previous_us: list[int] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.previous_us) / statistics.median(self.plain_us)
+
+
+@dataclass
+class ForecastResult:
+    http_us: list[int] = field(default_factory=list)
+    server_cpu_ms: float = 0.0
+    service_us: list[int] = field(default_factory=list)
+    answer: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class DatabaseResult:
     kind: str
+    comparisons: list[Comparison] = field(default_factory=list)
+    forecast: ForecastResult = field(default_factory=ForecastResult)
     messages: int = 0
     migrate_s: float = 0.0
     seed_s: float = 0.0
@@ -131,7 +170,7 @@ class Client:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    def request(self, variables: dict[str, Any]) -> bytes:
+    def request(self, variables: dict[str, Any], document: str = DOCUMENT) -> bytes:
         return build_request(
             {
                 "host": "127.0.0.1",
@@ -141,7 +180,7 @@ class Client:
                     "Content-Type": "application/json",
                     "Authorization": f"Bearer {self.token}",
                 },
-                "body": json.dumps({"query": DOCUMENT, "variables": variables}),
+                "body": json.dumps({"query": document, "variables": variables}),
             }
         )
 
@@ -337,11 +376,61 @@ class Run:
                 end = shapes[case.key].end
                 if end != self.today.isoformat():
                     raise Mismatch(f"({case.key}) report ends {end}, today is {self.today}")
+            await self.compare(client, shapes)
+            await self.time_forecast(client, pid)
             if self.args.profile_seconds > 0:
                 await self.profile(client, pid)
         finally:
             await client.close()
         return shapes
+
+    async def compare(self, client: Client, shapes: dict[str, Shape]) -> None:
+        """(b) and (c), each alternating with itself plus the period-over-period comparison."""
+        for case in (c for c in CASES if c.key in ("b", "c")):
+            variables = case.variables(self.today)
+            plain = client.request(variables)
+            previous = client.request(variables, PREVIOUS_DOCUMENT)
+            result = Comparison(case.key)
+            self.result.comparisons.append(result)
+            for n in range(self.args.warmup + self.args.requests):
+                _, _, plain_us = await client.send(plain)
+                status, body, previous_us = await client.send(previous)
+                if n >= self.args.warmup:
+                    result.plain_us.append(plain_us)
+                    result.previous_us.append(previous_us)
+            report = report_of(status, body)
+            if from_graphql(report) != shapes[case.key]:
+                raise Mismatch(f"({case.key}) with the comparison, the report itself differs")
+            await self.check_previous(client, report)
+
+    async def check_previous(self, client: Client, report: dict[str, Any]) -> None:
+        """The comparison must equal a separate report over its range, groups included."""
+        span = report["previous"]
+        variables = {
+            "range": {"start": span["start"], "end": span["end"]},
+            "granularity": "ALL",
+            "groupBy": "MEMBER" if report["groups"] else "NONE",
+        }
+        alone = report_of(*(await client.send(client.request(variables)))[:2])
+        expected = [span["totals"]] + [g["totals"] for g in alone["groups"]]
+        got = [alone["totals"]] + [g["previousTotals"] for g in report["groups"]]
+        if expected != got:
+            raise Mismatch(f"the comparison {span['start']}..{span['end']} != its own report")
+
+    async def time_forecast(self, client: Client, pid: int) -> None:
+        request = client.request({}, FORECAST_DOCUMENT)
+        result = self.result.forecast
+        for _ in range(self.args.warmup):
+            await client.send(request)
+        cpu_before = cpu_seconds(pid)
+        for _ in range(self.args.requests):
+            status, body, micros = await client.send(request)
+            result.http_us.append(micros)
+        result.server_cpu_ms = 1000 * (cpu_seconds(pid) - cpu_before) / self.args.requests
+        data = json.loads(body)
+        if status != 200 or data.get("errors"):
+            raise Mismatch(f"forecast: HTTP {status}: {body[:300]!r}")
+        result.answer = data["data"]["account"]["forecast"]
 
     def start_recorder(self, pid: int, output: Path, seconds: int) -> subprocess.Popen[bytes]:
         py_spy = shutil.which("py-spy") or str(Path(PYTHON).with_name("py-spy"))
@@ -390,6 +479,7 @@ class Run:
             "cases": [{"key": c.key, "variables": c.variables(self.today)} for c in CASES],
             "runs": self.args.requests,
             "warmup": 3,
+            "forecast": True,
         }
         done = subprocess.run(
             [PYTHON, "-m", "bench._usage_direct"], cwd=ROOT, env=self.env,
@@ -401,6 +491,7 @@ class Run:
         for result in self.result.cases:
             result.service_us = timings[result.key]["service"]
             result.graphql_us = timings[result.key]["graphql"]
+        self.result.forecast.service_us = timings["forecast"]["service"]
 
     # 5. the GROUP BY
 
@@ -527,6 +618,23 @@ def print_report(results: list[DatabaseResult], args: argparse.Namespace) -> lis
                           median is not None and median < GOAL_MEDIAN_MS))  # fmt: skip
             goals.append((f"({c.key}) >= {GOAL_RATIO:.0f}x the GROUP BY ({fmt(c.ratio)}x)",
                           c.ratio is not None and c.ratio >= GOAL_RATIO))  # fmt: skip
+        for comparison in db.comparisons:
+            out(f"({comparison.key}) with previous and previousTotals, alternated: p50 "
+                f"{statistics.median(comparison.previous_us) / 1000:.1f} ms against "
+                f"{statistics.median(comparison.plain_us) / 1000:.1f} ms without "
+                f"({comparison.ratio:.2f}x)")  # fmt: skip
+            if comparison.key == "c":
+                goals.append((f"(c) with the comparison <= {GOAL_PREVIOUS_RATIO}x "
+                              f"({comparison.ratio:.2f}x)",
+                              comparison.ratio <= GOAL_PREVIOUS_RATIO))  # fmt: skip
+        forecast = db.forecast
+        if forecast.service_us:
+            service = statistics.median(forecast.service_us) / 1000
+            out(f"forecast: p50 {statistics.median(forecast.http_us) / 1000:.1f} ms over HTTP, "
+                f"server CPU {forecast.server_cpu_ms:.1f} ms a request, service alone "
+                f"{service:.2f} ms; {forecast.answer}")  # fmt: skip
+            goals.append((f"forecast < {GOAL_FORECAST_MS:.0f} ms of server time "
+                          f"(service {service:.2f} ms)", service < GOAL_FORECAST_MS))  # fmt: skip
         for label, ok in goals:
             out(f"goal  {'PASS' if ok else 'MISS'}  {db.kind}: {label}")
             checks.append(ok)

@@ -1,6 +1,7 @@
 """Tortoise models: the tables of Tally. Only services/ queries them."""
 
 from models.accounts import Account, ApiToken, Inbox, InboxAccess, Member
+from models.audit import AuditEntry
 from models.credits import (
     AutoRecharge,
     IdempotencyRecord,
@@ -15,6 +16,7 @@ from models.usage import UsageAccountDay, UsageDay, UsageMonth
 __all__ = [
     "Account",
     "ApiToken",
+    "AuditEntry",
     "AutoRecharge",
     "BalanceAlert",
     "IdempotencyRecord",

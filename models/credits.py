@@ -41,14 +41,21 @@ class Message(Model):
         "models.Member", related_name="sent_messages", null=True, on_delete=fields.RESTRICT
     )
     sender_id: int | None
-    # The carrier's id; unique, so a repeated inbound webhook is recognised and charged once.
-    provider_message_id = fields.CharField(max_length=128, null=True, unique=True)
+    # The carrier's id; unique per account (RULES: two accounts may hold the same id, e.g.
+    # imported from different providers), so a repeated inbound webhook is charged once.
+    provider_message_id = fields.CharField(max_length=128, null=True)
     created_at = fields.DatetimeField()
     refunded_at = fields.DatetimeField(null=True)
 
     class Meta:
         table = "message"
-        indexes = (("account_id", "created_at", "id"), ("inbox_id", "created_at", "id"))
+        unique_together = (("account", "provider_message_id"),)
+        # provider_message_id alone: delivery reports name no account.
+        indexes = (
+            ("account_id", "created_at", "id"),
+            ("inbox_id", "created_at", "id"),
+            ("provider_message_id",),
+        )
 
 
 class LedgerEntry(Model):

@@ -88,10 +88,20 @@ async def close_database() -> None:
     await Tortoise.close_connections()
 
 
-async def migrate_database(database_url: str) -> None:
-    """Apply every migration not yet applied; safe to run on every start."""
+async def migrate_database(database_url: str) -> list[str]:
+    """Apply every migration not yet applied; safe to run on every start.
+
+    The names of the migrations applied, in order (none when the database was up to date).
+    """
+    applied: list[str] = []
+
+    def progress(event: str, app_label: str, name: str) -> None:
+        if event == "apply_done":
+            applied.append(name)
+
     try:
-        await migrate(config=tortoise_config(database_url))
+        await migrate(config=tortoise_config(database_url), progress=progress)
+        return applied
     finally:
         # An open aiosqlite connection is a live thread that would keep the process from exiting.
         await Tortoise.close_connections()

@@ -26,10 +26,15 @@ import asyncio
 import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
+from contextvars import ContextVar
 from typing import Any, cast
 
 import aiosqlite
-from tortoise.backends.base.client import TransactionalDBClient, TransactionContext
+from tortoise.backends.base.client import (
+    ConnectionWrapper,
+    TransactionalDBClient,
+    TransactionContext,
+)
 from tortoise.backends.sqlite.client import (
     SqliteClient,
     SqliteTransactionContext,
@@ -81,7 +86,12 @@ class CancellableTransactionContext(SqliteTransactionContext):
 
 class ImmediateSqliteClient(SqliteClient):
     def _in_transaction(self) -> TransactionContext:
+        _refuse_inside_direct()
         return CancellableTransactionContext(ImmediateTransactionWrapper(self), self._lock)
+
+    def acquire_connection(self) -> ConnectionWrapper[aiosqlite.Connection]:
+        _refuse_inside_direct()
+        return super().acquire_connection()
 
     async def create_connection(self, with_db: bool) -> None:
         # Tortoise's own, but the connection may be used from the event loop's thread too
@@ -103,7 +113,23 @@ class ImmediateSqliteClient(SqliteClient):
             if self._connection is None:
                 await self.create_connection(with_db=True)
             assert self._connection is not None
-            yield DirectSqlite(self, self._connection)
+            token = _inside_direct.set(True)
+            try:
+                yield DirectSqlite(self, self._connection)
+            finally:
+                _inside_direct.reset(token)
+
+
+# Set while a task holds the connection for inline statements: an ORM query from that
+# task would wait for the lock it holds itself, forever. It fails at once instead.
+_inside_direct: ContextVar[bool] = ContextVar("tally_inside_direct", default=False)
+
+
+def _refuse_inside_direct() -> None:
+    if _inside_direct.get():
+        raise RuntimeError(
+            "an ORM query inside a ledger change: use the change's connection (tx.conn)"
+        )
 
 
 class DirectSqlite:

@@ -8,6 +8,8 @@ from typing import Any
 import strawberry
 
 from models import Account as AccountRow
+from models.enums import AuditAction
+from schema.audit import AuditEntryConnection, audit_position
 from schema.context import Context
 from schema.credits import (
     AutoRecharge,
@@ -20,6 +22,7 @@ from schema.credits import (
 )
 from schema.enums import Direction, LedgerEntryKind, NoticeKind, WeekStart
 from schema.errors import UserError, reports_user_errors
+from schema.forecast import CreditForecast
 from schema.ids import to_id, to_key
 from schema.inboxes import Inbox
 from schema.members import Member
@@ -34,6 +37,7 @@ from services import (
     alerts,
     auto_recharge,
     billing,
+    forecast,
     history,
     inboxes,
     members,
@@ -156,6 +160,38 @@ class Account:
         )
         return MessageConnection.from_result(page, secret=secret)
 
+    @strawberry.field(
+        description="ADMIN. When the credits run out at the recent pace.",
+        permission_classes=[IsAdmin],
+    )
+    async def forecast(self, info: strawberry.Info[Context, Any]) -> CreditForecast:
+        result = await forecast.account_forecast(
+            runtime=info.context.runtime, actor=info.context.actor, account=self.row
+        )
+        return CreditForecast.from_result(result)
+
+    @strawberry.field(
+        description="ADMIN. Newest first: every change of the account's settings, by whom.",
+        permission_classes=[IsAdmin],
+    )
+    async def audit_log(
+        self,
+        info: strawberry.Info[Context, Any],
+        first: int | None = 50,
+        after: str | None = None,
+        range: DateRangeInput | None = None,
+        actions: list[AuditAction] | None = None,
+    ) -> AuditEntryConnection:
+        secret = info.context.settings.secret_key
+        page = await history.audit_page(
+            account_id=self.row.id,
+            first=page_size(first, default=50),
+            after=audit_position(after, secret=secret),
+            span=utc_range(range, self.timezone),
+            actions=actions,
+        )
+        return AuditEntryConnection.from_result(page, secret=secret)
+
     @strawberry.field(description="ADMIN", permission_classes=[IsAdmin])
     async def billing_overview(self, info: strawberry.Info[Context, Any]) -> BillingOverview:
         runtime = info.context.runtime
@@ -235,5 +271,6 @@ class AccountMutation:
             name=input.name,
             timezone=input.timezone,
             week_start=input.week_start,
+            clock=info.context.clock,
         )
         return UpdateAccountPayload(account=Account.from_model(row))

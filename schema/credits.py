@@ -261,7 +261,10 @@ class CreditsMutation:
         self, info: strawberry.Info[Context, Any], input: SetPaymentMethodInput
     ) -> SetPaymentMethodPayload:
         saved = await payments.set_payment_method(
-            actor=info.context.actor, token=input.token, provider=info.context.runtime.payments
+            actor=info.context.actor,
+            token=input.token,
+            provider=info.context.runtime.payments,
+            clock=info.context.clock,
         )
         return SetPaymentMethodPayload(payment_method=PaymentMethod.from_result(saved))
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import field
-from typing import Any
+from typing import Any, cast
 
 import strawberry
 from graphql import (
@@ -123,6 +123,12 @@ class SubscriptionExecutor(PlainFieldsExecutor):
     def build_per_event_executor(self, payload: Any) -> PlainFieldsExecutor:
         if self._shareable is None:
             self._shareable = selects_only_plain_fields(self)
+        if self._shareable and isinstance(payload, BalanceEvent):
+            shared = payload.results.get(id(self.operation))
+            if shared is not None:
+                # Another subscriber of this process ran the same operation on this event:
+                # no executor to copy, only its result to hand on.
+                return cast(PlainFieldsExecutor, _SharedResult(shared[1]))
         return super().build_per_event_executor(payload)
 
     def execute_operation(self, serially: bool | None = None) -> Any:
@@ -137,6 +143,16 @@ class SubscriptionExecutor(PlainFieldsExecutor):
             # The operation is kept with its result so that its id cannot be reused meanwhile.
             payload.results[id(self.operation)] = (self.operation, result)
         return result
+
+
+class _SharedResult:
+    """What graphql-core asks of a per-event executor, for a result already made."""
+
+    def __init__(self, result: ExecutionResult) -> None:
+        self._result = result
+
+    def execute_operation(self, serially: bool | None = None) -> ExecutionResult:
+        return self._result
 
 
 def selects_only_plain_fields(executor: Executor[Any]) -> bool:

@@ -58,9 +58,9 @@ class TokenMutation:
     async def revoke_api_token(
         self, info: strawberry.Info[Context, Any], input: RevokeApiTokenInput
     ) -> RevokeApiTokenPayload:
-        await tokens.revoke_token(
+        revoked = await tokens.revoke_token(
             actor=info.context.actor,
             token_id=to_key(input.token_id, field="token_id"),
             runtime=info.context.runtime,
         )
-        return RevokeApiTokenPayload(revoked=True)
+        return RevokeApiTokenPayload(revoked=revoked)

@@ -15,7 +15,14 @@ import strawberry
 
 from schema.pagination import DateRangeInput
 from services.calendar import Granularity
-from services.usage import BucketUsage, Figures, GroupUsage, Report, UsageGroupBy
+from services.usage import (
+    BucketUsage,
+    Figures,
+    GroupUsage,
+    PreviousUsage,
+    Report,
+    UsageGroupBy,
+)
 
 if TYPE_CHECKING:
     from schema.inboxes import Inbox
@@ -78,6 +85,9 @@ class UsageGroup:
     inbox: Annotated[Inbox, strawberry.lazy("schema.inboxes")] | None
     totals: UsageFigures
     series: list[UsageBucket]
+    previous_totals: UsageFigures = strawberry.field(
+        description="This group's totals over the report's previous range."
+    )
 
     @classmethod
     def from_result(cls, group: GroupUsage) -> UsageGroup:
@@ -90,7 +100,21 @@ class UsageGroup:
             inbox=None if group.inbox is None else Inbox.from_model(group.inbox),
             totals=_figures(group.totals),
             series=_series(group.series),
+            previous_totals=_figures(group.previous_totals),
         )
+
+
+@strawberry.type(
+    description="The range of the same number of days that ends the day before the report's start."
+)
+class UsagePrevious:
+    start: date
+    end: date
+    totals: UsageFigures
+
+    @classmethod
+    def from_result(cls, previous: PreviousUsage) -> UsagePrevious:
+        return cls(start=previous.start, end=previous.end, totals=_figures(previous.totals))
 
 
 @strawberry.type
@@ -106,6 +130,7 @@ class UsageReport:
     groups: list[UsageGroup] = strawberry.field(
         description="Every member (or shared inbox), with zero usage too; empty for NONE."
     )
+    previous: UsagePrevious = strawberry.field(description="For period-over-period comparison.")
 
     @classmethod
     def from_result(cls, report: Report) -> UsageReport:
@@ -117,4 +142,5 @@ class UsageReport:
             totals=_figures(report.totals),
             series=_series(report.series),
             groups=[UsageGroup.from_result(group) for group in report.groups],
+            previous=UsagePrevious.from_result(report.previous),
         )

@@ -14,6 +14,8 @@ class Principal:
     member_id: int
     role: Role
     token_id: int
+    # The client's address as the edge saw it (api/client_address.py), for the audit log.
+    ip: str | None = None
 
     @property
     def is_admin(self) -> bool:

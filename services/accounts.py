@@ -9,8 +9,8 @@ from zoneinfo import available_timezones
 from tortoise.transactions import in_transaction
 
 from models import Account, Member
-from models.enums import Role, WeekStart
-from services import ledger
+from models.enums import AuditAction, Role, WeekStart
+from services import audit, ledger
 from services.access import Principal, require_admin
 from services.balance import LARGEST_AMOUNT
 from services.clock import Clock
@@ -109,11 +109,12 @@ async def update_account(
     name: str | None = None,
     timezone: str | None = None,
     week_start: WeekStart | None = None,
+    clock: Clock,
 ) -> Account:
     """Change the account's name, time zone or week start; unset arguments stay as they are.
 
     A new time zone regroups the account's whole usage history in it (one pass over its
-    messages, in the same transaction).
+    messages, in the same transaction). The change is audited (ACCOUNT_UPDATED).
     """
     require_admin(actor, "change the account")
     changes: dict[str, object] = {}
@@ -130,4 +131,17 @@ async def update_account(
             await Account.filter(id=actor.account_id).update(**changes)
             if timezone is not None and timezone != account.timezone:
                 await rebuild_usage(account_id=actor.account_id, timezone=timezone)
+            # In the transaction that changes it (services/audit.py's rule).
+            await audit.record(
+                account_id=actor.account_id,
+                actor=actor,
+                action=AuditAction.ACCOUNT_UPDATED,
+                now=clock.now(),
+                before={_INPUT_NAMES[k]: str(getattr(account, k)) for k in changes},
+                after={_INPUT_NAMES[k]: str(v) for k, v in changes.items()},
+            )
     return await get_account(actor.account_id)
+
+
+# The columns updateAccount changes, by their input field's name in the schema.
+_INPUT_NAMES = {"name": "name", "timezone": "timezone", "week_start": "weekStart"}

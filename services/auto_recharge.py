@@ -18,6 +18,7 @@ charging process and a recovery never credit twice.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,9 +28,10 @@ from tortoise.transactions import in_transaction
 
 from models import Account, LedgerEntry
 from models.credits import AutoRecharge, RechargeState
-from models.enums import CreditBucket, LedgerEntryKind, NoticeKind
-from services import ledger, sql
+from models.enums import AuditAction, CreditBucket, LedgerEntryKind, NoticeKind
+from services import audit, ledger, sql
 from services.access import Principal, require_admin
+from services.audit import audited
 from services.balance import Change, Posting
 from services.clock import Clock
 from services.errors import InvalidValue, PaymentDeclined, PaymentMethodRequired
@@ -107,16 +109,30 @@ async def update_auto_recharge(
     ):
         if _checked(field, value) is not None:
             changes[column] = value
-    account = await Account.get(id=actor.account_id)
-    if enabled:
-        if saved_method(account) is None:
-            raise PaymentMethodRequired(
-                "Save a payment method before turning auto-recharge on.", field="enabled"
-            )
-        # Turning it on again is the admin's answer to earlier declines: count afresh.
-        changes["auto_recharge_failures"] = 0
-    await Account.filter(id=account.id).update(**changes)
+    action = AuditAction.AUTO_RECHARGE_UPDATED
+    async with audited(actor=actor, action=action, clock=clock) as entry:
+        account = await Account.select_for_update().get(id=actor.account_id)
+        if enabled:
+            if saved_method(account) is None:
+                raise PaymentMethodRequired(
+                    "Save a payment method before turning auto-recharge on.", field="enabled"
+                )
+            # Turning it on again is the admin's answer to earlier declines: count afresh.
+            changes["auto_recharge_failures"] = 0
+        await Account.filter(id=account.id).update(**changes)
+        entry.before = _settings(account)
+        entry.after = _settings(await Account.get(id=account.id))
     return await auto_recharge_state(await Account.get(id=account.id), clock=clock)
+
+
+def _settings(account: Account) -> dict[str, object]:
+    """The rules as updateAutoRecharge's input names them (for the audit log)."""
+    return {
+        "enabled": account.auto_recharge_enabled,
+        "thresholdCredits": account.auto_recharge_threshold,
+        "rechargeCredits": account.auto_recharge_credits,
+        "maxRechargesPerPeriod": account.auto_recharge_max_per_period,
+    }
 
 
 async def maybe_auto_recharge(
@@ -289,6 +305,13 @@ async def _record_decline(runtime: Runtime, recharge: AutoRecharge, *, reason: s
         tx.raised.append(NoticeDraft(NoticeKind.AUTO_RECHARGE_FAILED, tx.total))
         if turned_off:
             tx.raised.append(NoticeDraft(NoticeKind.AUTO_RECHARGE_DISABLED, tx.total))
+            # The server's own setting change (RULES.md, Audit log), in the same change.
+            changes = audit.changed_fields({"enabled": True}, {"enabled": False})
+            await sql.run(
+                tx.conn,
+                _AUDIT_DISABLED,
+                [tx.account_id, AuditAction.AUTO_RECHARGE_DISABLED, json.dumps(changes), tx.now],
+            )
 
     await ledger.commit(runtime, recharge.account_id, decline)
     await _release(recharge.account_id, claimed_at=recharge.created_at)
@@ -332,6 +355,10 @@ _STATE = "SELECT state FROM auto_recharge WHERE id = ?"
 _DECLINED = (
     "UPDATE auto_recharge SET state = ?, failure = ?, settled_at = ?"
     " WHERE id = ? AND state IN (?, ?)"
+)
+_AUDIT_DISABLED = (
+    "INSERT INTO audit_entry (account_id, action, actor_id, target_id, changes, ip, created_at)"
+    " VALUES (?, ?, NULL, NULL, ?, NULL, ?)"
 )
 _COUNT_DECLINE = (
     "UPDATE account SET auto_recharge_failures = auto_recharge_failures + 1,"

@@ -123,7 +123,7 @@ async def _create_demo(*, region: str, clock: Clock) -> None:
         account_id=admin.account_id, messages=DEMO_MESSAGES, days=DEMO_DAYS, now=clock.now()
     )
     runtime = Runtime(clock=clock)
-    await set_payment_method(actor=admin, token="tok_visa", provider=runtime.payments)
+    await set_payment_method(actor=admin, token="tok_visa", provider=runtime.payments, clock=clock)
     await buy_credits(runtime=runtime, actor=admin, credits=2000, idempotency_key="demo-seed")
     await update_auto_recharge(
         actor=admin, enabled=True, threshold_credits=500, recharge_credits=2000, clock=clock

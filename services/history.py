@@ -1,9 +1,9 @@
-"""Histories: an account's messages and ledger entries, newest first, a page at a time.
+"""Histories: an account's messages, ledger and audit entries, newest first, a page at a time.
 
 Pages are keyset pages: each continues strictly after the position of the last
 row of the page before, so rows that arrive meanwhile never shift a page or
 repeat a row. Messages are ordered by (created_at, id) descending; ledger
-entries by id descending, which is their commit order within an account (the
+(and audit) entries by id descending, which is their commit order within an account (the
 account row lock serialises every change of one account).
 """
 
@@ -18,8 +18,8 @@ from tortoise.expressions import Q
 from tortoise.models import Model
 from tortoise.queryset import QuerySet
 
-from models import Inbox, LedgerEntry, Message
-from models.enums import Direction, LedgerEntryKind
+from models import AuditEntry, Inbox, LedgerEntry, Message
+from models.enums import AuditAction, Direction, LedgerEntryKind
 from services.access import Principal
 from services.errors import NotFound
 from services.inboxes import visible_inboxes
@@ -85,6 +85,25 @@ async def ledger_page(
     query = LedgerEntry.filter(account_id=account_id)
     if kinds is not None:
         query = query.filter(kind__in=list(kinds))
+    if span is not None:
+        query = query.filter(created_at__gte=span[0], created_at__lt=span[1])
+    if after is not None:
+        query = query.filter(id__lt=after)
+    return await _page(query.order_by("-id"), first)
+
+
+async def audit_page(
+    *,
+    account_id: int,
+    first: int,
+    after: int | None = None,
+    span: TimeSpan | None = None,
+    actions: Sequence[AuditAction] | None = None,
+) -> Page[AuditEntry]:
+    """The account's audit entries with ids below `after`, newest first."""
+    query = AuditEntry.filter(account_id=account_id)
+    if actions is not None:
+        query = query.filter(action__in=list(actions))
     if span is not None:
         query = query.filter(created_at__gte=span[0], created_at__lt=span[1])
     if after is not None:

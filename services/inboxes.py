@@ -7,11 +7,11 @@ from datetime import datetime
 
 from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
-from tortoise.transactions import in_transaction
 
 from models import Account, Inbox, InboxAccess, Member
-from models.enums import InboxKind
+from models.enums import AuditAction, InboxKind
 from services.access import Principal, require_admin
+from services.audit import audited
 from services.clock import Clock
 from services.errors import AlreadyExists, NotFound
 from services.phones import to_e164
@@ -64,7 +64,7 @@ async def create_shared_inbox(
     found = await Member.filter(account_id=actor.account_id, id__in=wanted).count()
     if found != len(wanted):
         raise NotFound("One of the members does not exist.", field="member_ids")
-    async with in_transaction():
+    async with audited(actor=actor, action=AuditAction.INBOX_CREATED, clock=clock) as entry:
         account = await Account.get(id=actor.account_id)
         inbox = await add_inbox(
             account=account,
@@ -78,6 +78,13 @@ async def create_shared_inbox(
         await InboxAccess.bulk_create(
             [InboxAccess(inbox=inbox, member_id=m) for m in sorted(wanted)]
         )
+        entry.target_id = inbox.id
+        # Ids as the schema writes them (strings).
+        entry.after = {
+            "name": inbox.name,
+            "phoneNumber": inbox.phone_number,
+            "memberIds": [str(m) for m in sorted(wanted)],
+        }
     return inbox
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from tortoise.exceptions import IntegrityError
-from tortoise.transactions import in_transaction
 
 from models import Account, Inbox, Member
-from models.enums import InboxKind, Role
+from models.enums import AuditAction, InboxKind, Role
 from services.access import Principal, require_admin
+from services.audit import audited
 from services.clock import Clock
 from services.errors import AlreadyExists, NotFound
 from services.inboxes import add_inbox
@@ -49,14 +49,18 @@ async def create_member(
     region: str,
     clock: Clock,
 ) -> Member:
-    """Add a member to the actor's account, with a personal inbox when a number is given."""
+    """Add a member to the actor's account, with a personal inbox when a number is given.
+
+    Audited as one MEMBER_CREATED entry; the personal inbox's number is one of its fields.
+    """
     require_admin(actor, "add members")
     now = clock.now()
-    async with in_transaction():
+    async with audited(actor=actor, action=AuditAction.MEMBER_CREATED, clock=clock) as entry:
         account = await Account.get(id=actor.account_id)
         member = await add_member(account=account, name=name, email=email, role=role, now=now)
+        inbox = None
         if personal_phone_number is not None:
-            await add_inbox(
+            inbox = await add_inbox(
                 account=account,
                 name=member.name,
                 phone_number=personal_phone_number,
@@ -66,6 +70,13 @@ async def create_member(
                 now=now,
                 phone_field="personal_phone_number",
             )
+        entry.target_id = member.id
+        entry.after = {
+            "name": member.name,
+            "email": member.email,
+            "role": member.role.value,
+            "personalPhoneNumber": None if inbox is None else inbox.phone_number,
+        }
     return member
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q
 
 from models import Inbox, Message
 from models.enums import BudgetMode, CreditBucket, Direction, LedgerEntryKind, MessageStatus
@@ -232,14 +233,25 @@ async def receive_message(
     provider_message_id: str,
     region: str,
 ) -> Received:
-    """Store and charge an inbound message; a repeated provider id is a duplicate, charged once."""
-    # Duplicates first: a carrier retrying after the inbox's number changed still gets its answer.
-    existing = await Message.get_or_none(provider_message_id=provider_message_id)
+    """Store and charge an inbound message; a provider id the receiving account already has
+    (imported or not) is a duplicate, charged once."""
+    number = to_e164(to_number, region=region, field="to")
+    # A carrier retrying to a number that has since moved still gets its answer.
+    existing = await Message.filter(
+        provider_message_id=provider_message_id, direction=Direction.INBOUND, to_number=number
+    ).first()
     if existing is not None:
         return Received(message=existing, duplicate=True)
-    inbox = await Inbox.get_or_none(phone_number=to_e164(to_number, region=region, field="to"))
+    inbox = await Inbox.get_or_none(phone_number=number)
     if inbox is None:
         raise NotFound("No inbox has this number.", field="to")
+    # Carrier ids are unique per account (RULES.md): any message of the receiving account with
+    # this id, imported ones included, makes this a duplicate.
+    existing = await Message.get_or_none(
+        account_id=inbox.account_id, provider_message_id=provider_message_id
+    )
+    if existing is not None:
+        return Received(message=existing, duplicate=True)
     cost = count_segments(body)
     sender = _sender_number(from_number, region=region)
 
@@ -264,7 +276,9 @@ async def receive_message(
         committed = await ledger.commit(runtime, inbox.account_id, store)
     except IntegrityError:
         # The same webhook, delivered twice at once: the other delivery committed first.
-        first = await Message.get_or_none(provider_message_id=provider_message_id)
+        first = await Message.get_or_none(
+            account_id=inbox.account_id, provider_message_id=provider_message_id
+        )
         if first is None:
             raise
         return Received(message=first, duplicate=True)
@@ -283,7 +297,16 @@ async def record_delivery_status(
     *, runtime: Runtime, provider_message_id: str, delivered: bool
 ) -> Message:
     """Apply a delivery report; `failed` refunds. Repeats and late reports change nothing."""
-    message = await Message.get_or_none(provider_message_id=provider_message_id)
+    # Imported history (no sender, RULES.md "Importing history") takes no delivery reports; its
+    # carrier ids may even repeat across accounts, so the message Tally sent comes first.
+    message = (
+        await Message.filter(
+            Q(direction=Direction.INBOUND) | Q(sender_id__isnull=False),
+            provider_message_id=provider_message_id,
+        )
+        .order_by("-direction", "id")
+        .first()
+    )
     if message is None:
         raise NotFound("No message has this provider id.", field="provider_message_id")
     if message.direction is Direction.OUTBOUND and message.status in PENDING:

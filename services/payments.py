@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from models import Account
+from models.enums import AuditAction
 from services.access import Principal, require_admin
+from services.audit import audited
+from services.clock import Clock
 from services.errors import InvalidValue, PaymentDeclined
 
 
@@ -88,15 +91,24 @@ class SimulatedPaymentProvider:
 
 
 async def set_payment_method(
-    *, actor: Principal, token: str, provider: PaymentProvider
+    *, actor: Principal, token: str, provider: PaymentProvider, clock: Clock
 ) -> SavedMethod:
-    """Save the account's payment method (replacing any earlier one)."""
+    """Save the account's payment method (replacing any earlier one); audited by brand and last
+    four digits only (PAYMENT_METHOD_SET), never the token."""
     require_admin(actor, "set the payment method")
     saved = await provider.save_method(token.strip())
-    await Account.filter(id=actor.account_id).update(
-        payment_brand=saved.brand, payment_last4=saved.last4, payment_reference=saved.reference
-    )
+    async with audited(actor=actor, action=AuditAction.PAYMENT_METHOD_SET, clock=clock) as entry:
+        account = await Account.select_for_update().get(id=actor.account_id)
+        await Account.filter(id=actor.account_id).update(
+            payment_brand=saved.brand, payment_last4=saved.last4, payment_reference=saved.reference
+        )
+        entry.before = {"paymentMethod": _card(saved_method(account))}
+        entry.after = {"paymentMethod": _card(saved)}
     return saved
+
+
+def _card(method: SavedMethod | None) -> dict[str, str] | None:
+    return None if method is None else {"brand": method.brand, "last4": method.last4}
 
 
 def saved_method(account: Account) -> SavedMethod | None:

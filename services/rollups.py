@@ -210,6 +210,32 @@ async def replace_usage(*, account_id: int, totals: dict[tuple[int, date], list[
     await _derive_months_and_account_days(conn, account_id)
 
 
+async def add_usage(*, account_id: int, totals: dict[tuple[int, date], list[int]]) -> None:
+    """Add (inbox, local day) totals to the account's rollups (imported history); in the
+    transaction that stores their messages, under the account lock."""
+    conn = connection()
+    months: dict[tuple[int, date], list[int]] = {}
+    days: dict[date, list[int]] = {}
+    for (inbox_id, day), sums in totals.items():
+        _add(months.setdefault((inbox_id, day.replace(day=1)), [0, 0, 0, 0]), sums)
+        _add(days.setdefault(day, [0, 0, 0, 0]), sums)
+    rows = {
+        DAYS: [[account_id, inbox_id, day, *sums] for (inbox_id, day), sums in totals.items()],
+        MONTHS: [
+            [account_id, inbox_id, month, *sums] for (inbox_id, month), sums in months.items()
+        ],
+        ACCOUNT_DAYS: [[account_id, day, *sums] for day, sums in days.items()],
+    }
+    for level, values in rows.items():
+        if values:
+            await conn.execute_many(sql(conn, _UPSERT[level]), values)
+
+
+def _add(cell: list[int], sums: list[int]) -> None:
+    for column, value in enumerate(sums):
+        cell[column] += value
+
+
 async def _clear(conn: BaseDBAsyncClient, account_id: int) -> None:
     for level in LEVELS:
         await run(conn, f"DELETE FROM {level.table} WHERE account_id = ?", [account_id])
@@ -278,6 +304,7 @@ async def usage_sums(
     granularity: Granularity,
     week_start: WeekStart,
     by_inbox: bool = False,
+    previous: Span | None = None,
 ) -> list[Sequence[Any]]:
     """Rows (a day, inbox or None, the four figures) that add up to ``[start, end]``.
 
@@ -285,6 +312,10 @@ async def usage_sums(
     ``by_inbox``. No row straddles two buckets: each sums one day, or days of one week or
     month (the day is then one of them). MONTH and ALL read the months wholly inside the
     range from the month rollup and only the clipped ends (at most ~60 days) by day.
+
+    With ``previous`` (a range before ``start``), the same statement also sums that range,
+    whole, in at most three more rows per inbox, dated within it (so before ``start``):
+    the comparison costs no second round trip and no pass over the report's buckets.
     """
     conn = connection()
     where, scope = _scope(account_id, inbox_ids)
@@ -307,6 +338,8 @@ async def usage_sums(
         # Inbox by inbox, day by day: the order of the covering index, so nothing is sorted.
         group = "GROUP BY inbox_id, day" if by_inbox else "GROUP BY day"
         parts = [(f"day, {inbox}", days, "day", (start, end), group)]
+    if previous is not None:
+        parts += _whole_range_parts(previous, days, inbox, by_inbox)
     # One statement per span, never OR-ed ranges: each then reads only its index range.
     queries = [
         f"SELECT {select}, {_SUMS} FROM {table} WHERE {where} AND {column} BETWEEN ? AND ? {group}"
@@ -314,6 +347,18 @@ async def usage_sums(
     ]
     values = [value for *_, span, _ in parts for value in (*scope, *span)]
     return await fetch(conn, " UNION ALL ".join(queries), values)
+
+
+def _whole_range_parts(
+    span: Span, days: str, inbox: str, by_inbox: bool
+) -> list[tuple[str, str, str, Span, str]]:
+    """The parts that sum ``span`` whole: its months from the month rollup, the rest by day."""
+    months, edges = split_months(*span)
+    # Without GROUP BY an aggregate of no rows is still one row (of NULLs): HAVING drops it.
+    group = "GROUP BY inbox_id" if by_inbox else "HAVING COUNT(*) > 0"
+    parts = [(f"MIN(month), {inbox}", MONTHS.table, "month", whole, group) for whole in months]
+    parts += [(f"MIN(day), {inbox}", days, "day", edge, group) for edge in edges]
+    return parts
 
 
 def _scope(account_id: int, inbox_ids: tuple[int, ...] | None) -> tuple[str, list[object]]:

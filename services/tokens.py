@@ -9,9 +9,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from models import ApiToken, Member
-from models.enums import Role
+from models.enums import AuditAction, Role
 from services import sql
 from services.access import Principal, require_admin
+from services.audit import audited
 from services.clock import Clock
 from services.errors import Forbidden, NotFound
 from services.token_cache import TokenCache
@@ -52,21 +53,38 @@ async def create_token(*, actor: Principal, member_id: int, name: str, clock: Cl
         raise NotFound("No such member.", field="member_id")
     if member.id != actor.member_id:
         require_admin(actor, "create tokens for other members")
-    return await add_token(member=member, name=name, now=clock.now())
+    async with audited(actor=actor, action=AuditAction.API_TOKEN_CREATED, clock=clock) as entry:
+        issued = await add_token(member=member, name=name, now=clock.now())
+        entry.target_id = issued.token.id
+        entry.after = _audited_fields(issued.token)
+    return issued
 
 
-async def revoke_token(*, runtime: Runtime, actor: Principal, token_id: int) -> None:
-    """Revoke a token at once, in every process; a MEMBER may revoke only its own.
-    Revoking twice is harmless."""
+async def revoke_token(*, runtime: Runtime, actor: Principal, token_id: int) -> bool:
+    """Revoke a token at once, in every process; a MEMBER may revoke only its own. Whether
+    this call revoked it (False for a token revoked already: nothing changes, nothing is
+    audited)."""
     token = await ApiToken.get_or_none(id=token_id, account_id=actor.account_id)
     if token is None:
         raise NotFound("No such token.", field="token_id")
     if token.member_id != actor.member_id and not actor.is_admin:
         raise Forbidden("Only an admin may revoke another member's token.", field="token_id")
-    await ApiToken.filter(id=token.id, revoked_at__isnull=True).update(
-        revoked_at=runtime.clock.now()
-    )
+    clock = runtime.clock
+    async with audited(actor=actor, action=AuditAction.API_TOKEN_REVOKED, clock=clock) as entry:
+        revoked = await ApiToken.filter(id=token.id, revoked_at__isnull=True).update(
+            revoked_at=clock.now()
+        )
+        if revoked:
+            entry.target_id = token.id
+            entry.before = _audited_fields(token)
+    # Published again for a token revoked before: a process that missed it hears it now.
     await runtime.broker.publish_revocation(token.id)
+    return bool(revoked)
+
+
+def _audited_fields(token: ApiToken) -> dict[str, object]:
+    """What the audit log says of a token: never its secret (nor its hash)."""
+    return {"name": token.name, "memberId": str(token.member_id)}
 
 
 async def authenticate(secret: str, *, cache: TokenCache) -> Principal | None:

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from enum import Enum
 from functools import partial
 from typing import Any, NamedTuple
@@ -54,11 +54,13 @@ __all__ = [
     "BucketUsage",
     "Figures",
     "GroupUsage",
+    "PreviousUsage",
     "Report",
     "UsageGroupBy",
     "account_usage",
     "inbox_usage",
     "member_usage",
+    "previous_range",
 ]
 
 
@@ -110,6 +112,17 @@ class GroupUsage:
     inbox: Inbox | None
     totals: Figures
     series: tuple[BucketUsage, ...]
+    # This group's totals over the report's previous range.
+    previous_totals: Figures
+
+
+@dataclass(frozen=True, slots=True)
+class PreviousUsage:
+    """The range of as many days that ends the day before the report's start, and its totals."""
+
+    start: date
+    end: date
+    totals: Figures
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +134,7 @@ class Report:
     totals: Figures
     series: tuple[BucketUsage, ...]
     groups: tuple[GroupUsage, ...]
+    previous: PreviousUsage
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +285,7 @@ async def _report(
         # The totals' series and one per group, each with every bucket.
         budget.take_buckets(series=1 + len(targets), buckets=count, granularity=granularity)
     spans = buckets(start, end, granularity, scope.week_start)
+    previous = previous_range(start, end)
     sums = partial(
         usage_sums,
         scope.account_id,
@@ -278,12 +293,20 @@ async def _report(
         end=end,
         granularity=granularity,
         week_start=scope.week_start,
+        previous=previous,
     )
-    place = partial(_place, start=start, granularity=granularity, week_start=scope.week_start)
-    totals = _zeros(len(spans))
+    place = partial(
+        _place,
+        start=start,
+        granularity=granularity,
+        week_start=scope.week_start,
+        previous_at=len(spans),
+    )
+    # One cell per bucket, and one more (the last) for the previous range.
+    totals = _zeros(len(spans) + 1)
     if inbox_ids != ():
         place(await sums(inbox_ids), lambda _: totals)
-    groups = [_zeros(len(spans)) for _ in targets]
+    groups = [_zeros(len(spans) + 1) for _ in targets]
     group_of = {
         i: cells for target, cells in zip(targets, groups, strict=True) for i in target.inbox_ids
     }
@@ -295,13 +318,32 @@ async def _report(
         end=end,
         granularity=granularity,
         timezone=scope.timezone,
-        totals=_sum(totals),
-        series=_series(spans, totals),
+        totals=_sum(totals[:-1]),
+        series=_series(spans, totals[:-1]),
         groups=tuple(
-            GroupUsage(t.member, t.inbox, _sum(cells), _series(spans, cells))
+            GroupUsage(
+                t.member,
+                t.inbox,
+                _sum(cells[:-1]),
+                _series(spans, cells[:-1]),
+                _figures(cells[-1]),
+            )
             for t, cells in zip(targets, groups, strict=True)
         ),
+        previous=PreviousUsage(*previous, _figures(totals[-1])),
     )
+
+
+def previous_range(start: date, end: date) -> tuple[date, date]:
+    """The range of as many days as ``[start, end]`` that ends the day before ``start``.
+
+    Clipped at the first day the calendar has (a report can hardly start there).
+    """
+    if start == date.min:
+        return start, start
+    length = end - start + timedelta(days=1)
+    first = start - min(length, start - date.min)
+    return first, start - timedelta(days=1)
 
 
 def _place(
@@ -311,14 +353,20 @@ def _place(
     start: date,
     granularity: Granularity,
     week_start: WeekStart,
+    previous_at: int,
 ) -> None:
-    """Add each row's figures to its bucket in the cells of its inbox (``cells_of``)."""
+    """Add each row's figures to its bucket in the cells of its inbox (``cells_of``); a row
+    dated before ``start`` sums the previous range, whose cell is at ``previous_at``."""
     # Rows of one day (one per inbox, when grouping) share their bucket: found once.
     positions: dict[object, int] = {}
     for day, inbox_id, segments_sent, segments_received, sent, received in rows:
         index = positions.get(day)
         if index is None:
-            index = bucket_index(as_date(day), start, granularity, week_start)
+            local = as_date(day)
+            if local < start:
+                index = previous_at
+            else:
+                index = bucket_index(local, start, granularity, week_start)
             positions[day] = index
         cell = cells_of(inbox_id)[index]
         cell[0] += segments_sent

@@ -79,6 +79,12 @@ def server_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
 
 
 @pytest.fixture(scope="session")
+def browser_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database of its own for the browser tests' server: `tally seed-demo` needs it empty."""
+    yield from _fresh_database(tmp_path_factory, "browser")
+
+
+@pytest.fixture(scope="session")
 async def database(database_url: str) -> AsyncIterator[str]:
     await migrate_database(database_url)
     await open_database(database_url)

@@ -98,7 +98,7 @@ async def _populate(
         region="US", clock=clock,
     )  # fmt: skip
     personal = await Inbox.get(owner_id=member.id)
-    await set_payment_method(actor=admin, token=setup.card, provider=payments)
+    await set_payment_method(actor=admin, token=setup.card, provider=payments, clock=clock)
     if setup.auto_recharge:
         await update_auto_recharge(
             actor=admin, enabled=True, threshold_credits=10, recharge_credits=100,

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.api.test_server_process import free_port
+from tests.live_server import free_port
 
 
 @dataclass(frozen=True)

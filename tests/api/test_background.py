@@ -73,7 +73,7 @@ async def test_sweeper_settles_a_recharge_a_stopped_process_left_charged(
     # given a send whose auto-recharge was charged but died before its ledger entry
     admin = principal(account)
     inbox = await open_inbox(admin, clock)
-    await set_payment_method(actor=admin, token="tok_visa", provider=payments)
+    await set_payment_method(actor=admin, token="tok_visa", provider=payments, clock=clock)
     runtime.payments = DyingAfterCharge(payments.charges)
     await die_mid_recharge(runtime, admin, inbox)
     runtime.payments = payments
@@ -94,7 +94,7 @@ async def test_a_new_month_applied_by_the_sweep_triggers_auto_recharge(
 ) -> None:
     # given 1,000 monthly credits and auto-recharge below 1,001
     admin = principal(account)
-    await set_payment_method(actor=admin, token="tok_visa", provider=payments)
+    await set_payment_method(actor=admin, token="tok_visa", provider=payments, clock=clock)
     await enable_auto_recharge(admin, runtime, threshold=1001, credits=500)
     # when the sweep applies the next month (1,000 expire, 1,000 granted)
     clock.advance(timedelta(days=31))

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.test_server_process import TALLY, Server, free_port
+from tests.live_server import TALLY, Server, free_port
 
 SEND = """mutation($input: SendMessageInput!) {
   sendMessage(input: $input) { message { id } userErrors { code } } }"""

@@ -332,6 +332,18 @@ async def test_an_inbox_the_viewer_cannot_see_is_not_found(
     assert body["data"] is None
     [error] = body["errors"]
     assert error["extensions"]["code"] == "NOT_FOUND"
+    assert error["message"] == "No such inbox."
+
+
+async def test_a_malformed_inbox_id_reads_like_an_unknown_inbox(
+    api: Api, account: NewAccount, shared_inbox: Inbox
+) -> None:
+    messages = []
+    for inbox_id in ("not-an-id", "987654"):
+        body = await send(api, account.token.secret, shared_inbox.id, inboxId=inbox_id)
+        [error] = errors_of(body, "sendMessage")
+        messages.append(error["message"])
+    assert messages == ["No such inbox.", "No such inbox."]
 
 
 async def test_messages_filter_by_inbox_and_direction(

@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 
 from api import limits
 from api.app import create_app
+from api.client_address import trusted_networks
 from api.ratelimit import Counter, MemoryCounter, RedisCounter, _name
 from api.settings import Settings
 from services.accounts import NewAccount
@@ -129,6 +130,38 @@ async def test_requests_without_a_token_are_limited_per_ip(
     # then
     assert_rate_limited(response)
     assert others.status_code == 200, others.text
+
+
+async def anonymous(client: httpx.AsyncClient, forwarded_for: str) -> int:
+    response = await client.post(
+        "/graphql", json=VIEWER, headers={"X-Forwarded-For": forwarded_for}
+    )
+    return response.status_code
+
+
+async def test_behind_a_trusted_proxy_each_forwarded_client_is_limited_apart(
+    settings: Settings, runtime: Runtime
+) -> None:
+    # given a proxy at 10.0.0.9 that Tally trusts
+    trusting = replace(limited(settings), trusted_proxies=trusted_networks("10.0.0.9"))
+    app = create_app(trusting, runtime=runtime, manage_database=False)
+    async with http_client(app, ip="10.0.0.9") as proxy:
+        # when one client behind it uses its anonymous requests, and then another asks
+        for _ in range(PER_IP):
+            assert await anonymous(proxy, "203.0.113.7") == 200
+        first_again = await anonymous(proxy, "203.0.113.7")
+        second = await anonymous(proxy, "203.0.113.8")
+    # then only the first is over its limit
+    assert (first_again, second) == (429, 200)
+
+
+async def test_a_forwarded_address_from_an_untrusted_peer_is_ignored(
+    client: httpx.AsyncClient,
+) -> None:
+    # when a client rotates made-up X-Forwarded-For addresses
+    statuses = [await anonymous(client, f"203.0.113.{n}") for n in range(PER_IP + 1)]
+    # then they all count against its own address
+    assert statuses[-1] == 429
 
 
 async def test_rotating_tokens_meet_the_ip_ceiling(client: httpx.AsyncClient) -> None:

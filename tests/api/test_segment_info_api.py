@@ -112,3 +112,22 @@ async def test_segment_info_stores_and_charges_nothing(api: Api, account: NewAcc
 async def test_segment_info_needs_a_token(api: Api, account: NewAccount) -> None:
     response = await api(SEGMENT_INFO, {"body": "Hi"}, token=None)
     assert response["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+async def test_an_unpaired_surrogate_is_echoed_as_an_escape_not_a_server_error(
+    api: Api, account: NewAccount
+) -> None:
+    # json.loads accepts "\ud800" in a request; orjson cannot write it back
+    response = await api.http.post(
+        "/graphql",
+        content=(
+            b'{"query": "query($b: String!) { segmentInfo(body: $b) { nonGsmCharacters } }",'
+            b' "variables": {"b": "\\ud800"}}'
+        ),
+        headers={
+            "Authorization": f"Bearer {account.token.secret}",
+            "Content-Type": "application/json",
+        },
+    )
+    assert response.status_code == 200
+    assert b'"nonGsmCharacters":["\\ud800"]' in response.content.replace(b" ", b"")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
 import socket
-import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -16,76 +15,19 @@ import pytest
 import websockets
 
 from api import cli
+from api.settings import Settings
+from tests.live_server import TALLY, Server, tally_serve
 
-TALLY = str(Path(sys.executable).with_name("tally"))
 TRANSPORT_WS = websockets.Subprotocol("graphql-transport-ws")
 LEGACY_WS = websockets.Subprotocol("graphql-ws")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclass
-class Server:
-    url: str
-    env: dict[str, str]
-
-    async def cli(self, *args: str) -> str:
-        process = await asyncio.create_subprocess_exec(
-            TALLY,
-            *args,
-            env=self.env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        # A timeout, because a command that never exits (a live DB thread) is a bug too.
-        out, err = await asyncio.wait_for(process.communicate(), 60)
-        assert process.returncode == 0, err.decode()
-        return out.decode()
-
-    async def new_account(self, name: str) -> dict[str, str]:
-        out = await self.cli(
-            "create-account", "--name", name, "--admin-name", "A", "--admin-email",
-            f"a@{name.lower()}.example", "--json",
-        )  # fmt: skip
-        created: dict[str, str] = json.loads(out)
-        return created
 
 
 @pytest.fixture(scope="module")
 async def server(
     server_database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Server]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "TALLY_DATABASE_URL": server_database_url,
-        "TALLY_SECRET_KEY": "s",
-        "TALLY_WEBHOOK_SECRET": "w",
-    }
-    process = await asyncio.create_subprocess_exec(
-        TALLY, "serve", "--port", str(port), env=env, cwd=tmp_path_factory.mktemp("serve"),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient() as http:
-            for _ in range(100):
-                try:
-                    await http.get(url + "/graphql", headers={"Accept": "text/html"})
-                    break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.1)
-            else:
-                pytest.fail("tally serve did not start")
-        yield Server(url=url, env=env)
-    finally:
-        process.terminate()
-        await asyncio.wait_for(process.wait(), 15)
+    async with tally_serve(server_database_url, tmp_path_factory.mktemp("serve")) as running:
+        yield running
 
 
 async def query(server: Server, token: str, document: str, variables: dict[str, object]) -> dict:
@@ -185,7 +127,11 @@ async def test_seed_demo_fills_only_an_empty_database(server: Server, tmp_path: 
     again = await empty.cli("seed-demo")
     assert "Created the demo account" in first
     assert "Found the demo account" in again
-    assert len([line for line in again.splitlines() if "tly_" in line]) == 3
+    listed = [line for line in again.splitlines() if line.startswith("  tly_") or "  tly_" in line]
+    assert len(listed) == 3
+    # and a link that signs in to the dashboard as the demo admin
+    admin_token = next(line.split()[-1] for line in listed if "(ADMIN)" in line)
+    assert f"/app/#token={admin_token}" in again
     # A database with any account of its own is left alone.
     await server.cli(
         "create-account", "--name", "Busy", "--admin-name", "B", "--admin-email", "b@busy.example"
@@ -247,3 +193,88 @@ async def test_connections_to_tally_serve_s_socket_send_without_nagle_delay() ->
         _, writer = await asyncio.open_connection(*listener.getsockname()[:2])
         assert await asyncio.wait_for(nodelay, 5) != 0
         writer.close()
+
+
+async def run_tally(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        TALLY, *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_migrate_names_the_migrations_it_applied(server: Server, tmp_path: Path) -> None:
+    env = {**server.env, "TALLY_DATABASE_URL": f"sqlite://{tmp_path}/m.db"}
+    _, _, first = await run_tally(env, "migrate")
+    _, _, again = await run_tally(env, "migrate")
+    assert "applied migrations: 0001_initial, 0002_credits_and_messages" in first
+    assert "database is up to date" not in first
+    assert "database is up to date" in again
+    assert "applied migrations" not in again
+    # and Tortoise's own shutdown lines stay out of the default log
+    assert "Tortoise-ORM shutdown" not in first + again
+
+
+async def test_serve_on_a_port_in_use_stops_before_migrating_or_seeding(
+    server: Server, tmp_path: Path
+) -> None:
+    port = server.url.rsplit(":", 1)[1]
+    env = {**server.env, "TALLY_DATABASE_URL": f"sqlite://{tmp_path}/never.db"}
+    status, out, _ = await run_tally(env, "serve", "--port", port, "--seed-demo")
+    assert status == 2
+    assert out == ""
+    assert not (tmp_path / "never.db").exists()
+
+
+async def test_export_links_name_the_port_the_server_listens_on(server: Server) -> None:
+    created = await server.new_account("Links")
+    made = await query(
+        server,
+        created["token"],
+        "mutation { createUsageExport(input: {}) { export { url } } }",
+        {},
+    )
+    assert made["data"]["createUsageExport"]["export"]["url"].startswith(server.url + "/exports/")
+
+
+def test_every_option_of_every_command_is_described_with_its_default() -> None:
+    parser = cli._parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in commands.choices.items():
+        text = command.format_help()
+        for action in command._actions:
+            if action.dest == "help":
+                continue
+            assert action.help, f"tally {name} {action.option_strings} has no description"
+            if action.default is not None and not action.required:
+                assert f"(default: {action.default})" in " ".join(text.split()), (name, action.dest)
+
+
+def test_uvicorn_writes_no_access_line_of_its_own() -> None:
+    # api/access_log.py writes one line per request; uvicorn's would be a second.
+    args = cli._parser().parse_args(["serve"])
+    assert cli.server_config(args, Settings()).access_log is False
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [
+        ("127.0.0.1", "http://127.0.0.1:8001"),
+        ("0.0.0.0", "http://127.0.0.1:8001"),
+        ("::", "http://[::1]:8001"),
+        ("tally.internal", "http://tally.internal:8001"),
+    ],
+)
+def test_the_public_url_follows_host_and_port_when_unset(
+    monkeypatch: pytest.MonkeyPatch, host: str, url: str
+) -> None:
+    monkeypatch.delenv("TALLY_PUBLIC_URL", raising=False)
+    assert cli._follow_public_url(host, 8001) == url
+    # the workers read it from the environment
+    assert os.environ["TALLY_PUBLIC_URL"] == url
+
+
+def test_a_public_url_that_is_set_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TALLY_PUBLIC_URL", "https://sms.example/")
+    assert cli._follow_public_url("0.0.0.0", 8001) == "https://sms.example"

@@ -48,8 +48,8 @@ from services.live import HOLD_SECONDS, LiveEvent, balance_changes
 from services.messaging import send_message
 from services.runtime import Runtime
 from tests.api.test_accounts_api import UPDATE_ACCOUNT, member_token
-from tests.api.test_server_process import TALLY, Server, free_port
 from tests.conftest import Api
+from tests.live_server import TALLY, Server, free_port
 
 TRANSPORT_WS = websockets.Subprotocol("graphql-transport-ws")
 LEGACY_WS = websockets.Subprotocol("graphql-ws")

@@ -19,7 +19,6 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from tests.api.test_server_process import Server, free_port
 from tests.api.test_subscriptions import (
     BUY,
     CREATE_TOKEN,
@@ -33,6 +32,7 @@ from tests.api.test_subscriptions import (
     transport_ws,
 )
 from tests.conftest import ON_POSTGRES
+from tests.live_server import Server, free_port
 
 REDIS_URL = os.environ.get("TALLY_TEST_REDIS_URL", "")
 pytestmark = pytest.mark.skipif(

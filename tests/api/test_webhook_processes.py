@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.api.receiver import Receiver, receiving
-from tests.api.test_server_process import Server, free_port
+from tests.live_server import Server, free_port
 from tests.api.test_subscriptions import start_serving
 from tests.api.test_subscriptions_multiprocess import REDIS_URL, redis_answers
 from tests.conftest import ON_POSTGRES

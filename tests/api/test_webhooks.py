@@ -114,7 +114,9 @@ async def split_send(
     low_account: NewAccount, admin: Principal, inbox: Inbox, runtime: Runtime
 ) -> Message:
     """An outbound 3-segment message paid with 1 SUBSCRIPTION and 2 PURCHASED credits."""
-    await set_payment_method(actor=admin, token="tok_visa", provider=runtime.payments)
+    await set_payment_method(
+        actor=admin, token="tok_visa", provider=runtime.payments, clock=runtime.clock
+    )
     await buy_credits(
         actor=admin,
         credits=100,

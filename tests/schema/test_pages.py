@@ -40,7 +40,9 @@ pytestmark = pytest.mark.usefixtures("db")
 async def history(admin: Principal, runtime: Runtime) -> None:
     """Sends, receipts and a purchase: entries of several kinds, some with messages."""
     inbox = await open_inbox(admin, runtime.clock)
-    await set_payment_method(actor=admin, token="tok_visa", provider=runtime.payments)
+    await set_payment_method(
+        actor=admin, token="tok_visa", provider=runtime.payments, clock=runtime.clock
+    )
     for segments in (1, 2, 3):
         await send(runtime, admin, inbox, body_of(segments))
         await receive(runtime, inbox, f"reply {segments}")

@@ -91,7 +91,9 @@ async def open_shop(
     new = await open_account(runtime.clock, monthly_credits=monthly_credits)
     actor = principal(new)
     if token is not None or purchased:
-        await set_payment_method(actor=actor, token=token or "tok_visa", provider=runtime.payments)
+        await set_payment_method(
+            actor=actor, token=token or "tok_visa", provider=runtime.payments, clock=runtime.clock
+        )
     if purchased:
         await buy(runtime, actor, purchased, key="opening")
     return Shop(new, actor, await open_inbox(actor, runtime.clock, number=number))
@@ -104,7 +106,9 @@ async def inbox(admin: Principal, clock: Clock) -> Inbox:
 
 @pytest.fixture
 async def card(admin: Principal, runtime: Runtime) -> SavedMethod:
-    return await set_payment_method(actor=admin, token="tok_visa", provider=runtime.payments)
+    return await set_payment_method(
+        actor=admin, token="tok_visa", provider=runtime.payments, clock=runtime.clock
+    )
 
 
 async def send(

@@ -47,9 +47,15 @@ async def test_invalid_admin_email_rolls_back_the_account(clock: FrozenClock) ->
     assert await ApiToken.all().count() == 0
 
 
-async def test_admin_updates_name_timezone_and_week_start(admin: Principal) -> None:
+async def test_admin_updates_name_timezone_and_week_start(
+    admin: Principal, clock: FrozenClock
+) -> None:
     updated = await update_account(
-        actor=admin, name="  Acme Corp ", timezone="Asia/Kolkata", week_start=WeekStart.SUNDAY
+        actor=admin,
+        name="  Acme Corp ",
+        timezone="Asia/Kolkata",
+        week_start=WeekStart.SUNDAY,
+        clock=clock,
     )
     assert (updated.name, updated.timezone, updated.week_start) == (
         "Acme Corp",
@@ -58,16 +64,18 @@ async def test_admin_updates_name_timezone_and_week_start(admin: Principal) -> N
     )
 
 
-async def test_update_with_nothing_set_changes_nothing(admin: Principal) -> None:
-    updated = await update_account(actor=admin)
+async def test_update_with_nothing_set_changes_nothing(
+    admin: Principal, clock: FrozenClock
+) -> None:
+    updated = await update_account(actor=admin, clock=clock)
     assert (updated.name, updated.timezone) == ("Acme", "America/New_York")
 
 
 async def test_update_rejects_an_unknown_timezone_without_changing_the_name(
-    admin: Principal,
+    admin: Principal, clock: FrozenClock
 ) -> None:
     with pytest.raises(InvalidValue):
-        await update_account(actor=admin, name="New name", timezone="Europe/Atlantis")
+        await update_account(actor=admin, name="New name", timezone="Europe/Atlantis", clock=clock)
     member = await Member.get(id=admin.member_id).prefetch_related("account")
     assert member.account.name == "Acme"
 
@@ -84,5 +92,5 @@ async def test_a_member_cannot_change_the_account(admin: Principal, clock: Froze
     )
     member = Principal(admin.account_id, row.id, Role.MEMBER, token_id=0)
     with pytest.raises(Forbidden):
-        await update_account(actor=member, name="Hijacked")
+        await update_account(actor=member, name="Hijacked", clock=clock)
     assert not await Inbox.exists()

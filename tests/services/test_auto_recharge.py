@@ -67,7 +67,9 @@ async def recharge_now(runtime: Runtime, account_id: int):
 
 
 async def use_declining_card(actor: Principal, runtime: Runtime) -> None:
-    await set_payment_method(actor=actor, token="tok_chargeDeclined", provider=runtime.payments)
+    await set_payment_method(
+        actor=actor, token="tok_chargeDeclined", provider=runtime.payments, clock=runtime.clock
+    )
 
 
 # Settings
@@ -354,7 +356,9 @@ async def test_a_successful_recharge_breaks_the_run_of_declines(
     await send(runtime, admin, inbox, "1")
     await send(runtime, admin, inbox, "2")
     # when one recharge succeeds, then two more decline
-    await set_payment_method(actor=admin, token="tok_visa", provider=runtime.payments)
+    await set_payment_method(
+        actor=admin, token="tok_visa", provider=runtime.payments, clock=runtime.clock
+    )
     await send(runtime, admin, inbox, "3")
     await use_declining_card(admin, runtime)
     await send(runtime, admin, inbox, "4")

@@ -128,7 +128,9 @@ async def test_period_figures_net_refunds_and_count_purchases(
     account: NewAccount, admin: Principal, desk: Inbox, runtime: Runtime
 ) -> None:
     # given 1 + 2 credits sent, 1 received, 2 refunded, 200 and 300 bought
-    await set_payment_method(actor=admin, token="tok_visa", provider=runtime.payments)
+    await set_payment_method(
+        actor=admin, token="tok_visa", provider=runtime.payments, clock=runtime.clock
+    )
     await send(runtime, admin, desk, "Hello")
     failed = await send(runtime, admin, desk, "a" * 200)
     await receive(runtime, desk, "in-1")

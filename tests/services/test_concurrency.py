@@ -106,7 +106,9 @@ async def test_a_month_rollover_hit_by_30_calls_at_once_is_applied_once(
 ) -> None:
     # given 5 credits used, a saved card, and then 40 days without a request
     await send(runtime, admin, inbox, "a" * 153 * 5)
-    await set_payment_method(actor=admin, token="tok_visa", provider=runtime.payments)
+    await set_payment_method(
+        actor=admin, token="tok_visa", provider=runtime.payments, clock=runtime.clock
+    )
     clock.advance(timedelta(days=40))
     # when 30 balance-touching calls of every kind arrive at once
     calls = [

@@ -100,7 +100,9 @@ async def make_world(database: str, plan: dict[str, Any]) -> World:
     )
     new = await open_account(clock, monthly_credits=plan["monthly_credits"])
     actor = principal(new)
-    await set_payment_method(actor=actor, token=plan["token"], provider=runtime.payments)
+    await set_payment_method(
+        actor=actor, token=plan["token"], provider=runtime.payments, clock=runtime.clock
+    )
     if plan["auto_recharge"]:
         await enable_auto_recharge(
             actor,

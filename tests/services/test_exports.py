@@ -456,7 +456,7 @@ async def test_a_revoked_token_or_a_new_week_start_retires_the_url(
     weekly = await export(team.admin, clock, granularity=Granularity.WEEK)
     daily = await export(team.admin, clock)
     # when the week start changes, only the weekly export would change shape
-    await update_account(actor=team.admin, week_start=WeekStart.SUNDAY)
+    await update_account(actor=team.admin, week_start=WeekStart.SUNDAY, clock=clock)
     with pytest.raises(ExportExpired, match="week start"):
         await download(weekly, clock)
     assert len((await download(daily, clock))[1]) == 8

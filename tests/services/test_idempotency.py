@@ -183,11 +183,13 @@ async def test_a_declined_purchase_key_repeated_returns_the_same_decline(
 ) -> None:
     # given a purchase declined under a key
     runtime.payments = provider = CountingProvider()
-    await set_payment_method(actor=admin, token="tok_chargeDeclined", provider=provider)
+    await set_payment_method(
+        actor=admin, token="tok_chargeDeclined", provider=provider, clock=runtime.clock
+    )
     with pytest.raises(PaymentDeclined) as first:
         await buy(runtime, admin, 100, key="buy-1")
     # when the key is repeated, even after a working card was saved
-    await set_payment_method(actor=admin, token="tok_visa", provider=provider)
+    await set_payment_method(actor=admin, token="tok_visa", provider=provider, clock=runtime.clock)
     with pytest.raises(PaymentDeclined) as again:
         await buy(runtime, admin, 100, key="buy-1")
     # then the first outcome comes back, without asking the provider again
@@ -226,7 +228,7 @@ async def test_an_unexpected_provider_error_frees_the_key_for_a_retry(
 ) -> None:
     # given a provider that is unreachable once
     runtime.payments = provider = FlakyProvider()
-    await set_payment_method(actor=admin, token="tok_visa", provider=provider)
+    await set_payment_method(actor=admin, token="tok_visa", provider=provider, clock=runtime.clock)
     with pytest.raises(ConnectionError):
         await buy(runtime, admin, 100, key="buy-1")
     # when the purchase is retried with its key

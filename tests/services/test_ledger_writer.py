@@ -18,6 +18,7 @@ from services.ledger import Tx
 from services.ledger_writer import AccountMissing
 from services.messaging import Sent
 from services.runtime import Runtime
+from tests.conftest import ON_POSTGRES
 from tests.services.conftest import Buckets, assert_ledger_balances, buckets, open_shop, send
 
 pytestmark = pytest.mark.usefixtures("db")
@@ -140,3 +141,17 @@ async def test_a_change_of_an_account_that_does_not_exist_is_refused(
 ) -> None:
     with pytest.raises(AccountMissing):
         await ledger.commit(runtime, 10**9, add_one)
+
+
+async def test_an_orm_query_inside_a_change_fails_instead_of_waiting_forever(
+    account: NewAccount, runtime: Runtime
+) -> None:
+    async def reads_with_the_orm(tx: Tx) -> int:
+        return await Message.filter(account_id=tx.account_id).count()
+
+    if ON_POSTGRES:
+        # Tortoise gives the writer's task the batch's own transaction: the query answers.
+        assert (await ledger.commit(runtime, account.account.id, reads_with_the_orm)).value == 0
+        return
+    with pytest.raises(RuntimeError, match="tx.conn"):
+        await asyncio.wait_for(ledger.commit(runtime, account.account.id, reads_with_the_orm), 5)

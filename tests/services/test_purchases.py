@@ -59,7 +59,7 @@ async def test_the_charge_is_credits_times_the_price_per_credit(
     # given a plan at 3 cents a credit
     new = await open_account(clock, price_cents=3)
     actor = principal(new)
-    await set_payment_method(actor=actor, token="tok_mastercard", provider=payments)
+    await set_payment_method(actor=actor, token="tok_mastercard", provider=payments, clock=clock)
     # when 250 credits are bought
     purchase = await buy(runtime, actor, 250)
     # then 750 cents are charged, once, and recorded on the entry
@@ -78,10 +78,12 @@ async def test_buying_without_a_payment_method_is_payment_method_required(
 
 
 async def test_a_declined_charge_is_payment_declined_and_adds_nothing(
-    account: NewAccount, admin: Principal, runtime: Runtime, payments
+    account: NewAccount, admin: Principal, runtime: Runtime, payments, clock: FrozenClock
 ) -> None:
     # given a card the provider declines
-    await set_payment_method(actor=admin, token="tok_chargeDeclined", provider=payments)
+    await set_payment_method(
+        actor=admin, token="tok_chargeDeclined", provider=payments, clock=clock
+    )
     # when
     with pytest.raises(PaymentDeclined) as caught:
         await buy(runtime, admin, 100)
@@ -90,9 +92,11 @@ async def test_a_declined_charge_is_payment_declined_and_adds_nothing(
     await assert_nothing_bought(account, payments)
 
 
-async def test_an_unknown_payment_token_is_invalid(admin: Principal, payments) -> None:
+async def test_an_unknown_payment_token_is_invalid(
+    admin: Principal, payments, clock: FrozenClock
+) -> None:
     with pytest.raises(InvalidValue) as caught:
-        await set_payment_method(actor=admin, token="tok_unknown", provider=payments)
+        await set_payment_method(actor=admin, token="tok_unknown", provider=payments, clock=clock)
     assert caught.value.field == "token"
 
 

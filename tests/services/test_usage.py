@@ -418,7 +418,7 @@ async def test_a_new_timezone_regroups_the_whole_history(
     days = (date(2025, 12, 31), date(2026, 1, 1))
     before = await usage(admin, clock, days=days, granularity=MONTH)
     # when
-    await update_account(actor=admin, timezone="Europe/London")
+    await update_account(actor=admin, timezone="Europe/London", clock=clock)
     # then
     after = await usage(admin, clock, days=days, granularity=MONTH)
     assert [b.figures.messages for b in before.series] == [1, 0]
@@ -443,7 +443,10 @@ async def test_messages_racing_a_timezone_change_are_counted_once_in_the_new_zon
 
     # when
     await asyncio.gather(
-        traffic(), traffic(), update_account(actor=admin, timezone="Europe/London"), traffic()
+        traffic(),
+        traffic(),
+        update_account(actor=admin, timezone="Europe/London", clock=clock),
+        traffic(),
     )
     # then
     await assert_rollups_match_messages(account.account.id, "Europe/London")

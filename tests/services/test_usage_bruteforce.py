@@ -289,7 +289,7 @@ async def test_reports_match_a_brute_force_in_every_zone(
     for n, (zone, _) in enumerate(ZONES[1:]):
         # Rebuilt in the new zone; then more messages on top of the rebuilt rows.
         week_start = WeekStart.SUNDAY if n % 2 == 0 else WeekStart.MONDAY
-        await update_account(actor=world.actor, timezone=zone, week_start=week_start)
+        await update_account(actor=world.actor, timezone=zone, week_start=week_start, clock=clock)
         await assert_rollups_match_messages(world.actor.account_id, zone)
         if n == 0:
             later = random_instants(rng, 150, middle, TODAY)
