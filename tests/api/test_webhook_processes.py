@@ -16,10 +16,10 @@ import httpx
 import pytest
 
 from tests.api.receiver import Receiver, receiving
-from tests.live_server import Server, free_port
 from tests.api.test_subscriptions import start_serving
 from tests.api.test_subscriptions_multiprocess import REDIS_URL, redis_answers
 from tests.conftest import ON_POSTGRES
+from tests.live_server import Server, free_port
 
 SET_ALERTS = """mutation($t: [Int!]!) { setBalanceAlerts(input: {thresholds: $t}) {
   userErrors { code } } }"""
