@@ -32,7 +32,7 @@ from services.rollups import as_date
 from services.runtime import Runtime
 from services.sql import connection, fetch
 
-__all__ = ["Forecast", "ForecastStatus", "Projection", "account_forecast", "project"]
+__all__ = ["Forecast", "ForecastStatus", "Projection", "account_forecast", "forecast_of", "project"]
 
 WINDOW_DAYS = 28
 MIN_DAYS = 7

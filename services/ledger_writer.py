@@ -25,9 +25,11 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.fields import DatetimeField
 from tortoise.transactions import in_transaction
 
 from models import Account
@@ -198,9 +200,22 @@ async def _run(conn: BaseDBAsyncClient | DirectSqlite, statement: str) -> None:
 async def read_account(conn: Any, account_id: int) -> Account | None:
     """The account row as a model, read on `conn` (locked by the batch's transaction)."""
     rows = await sql.fetch_dicts(conn, _ACCOUNT_SQL, [account_id])
-    return Account._init_from_db(**rows[0]) if rows else None
+    if not rows:
+        return None
+    row = rows[0]
+    # SQLite hands back timestamps as ISO text, which Tortoise parses with a pure-Python
+    # parser; the C one takes the same text, and Tortoise then keeps the datetime as is.
+    for name in _TIMESTAMPS:
+        if isinstance(row[name], str):
+            row[name] = datetime.fromisoformat(row[name])
+    return Account._init_from_db(**row)
 
 
+_TIMESTAMPS = [
+    name
+    for name, field in Account._meta.fields_map.items()
+    if isinstance(field, DatetimeField) and name in Account._meta.fields_db_projection
+]
 _ACCOUNT_SQL = "SELECT {} FROM account WHERE id = ?".format(
     ", ".join(f'"{column}"' for column in Account._meta.fields_db_projection.values())
 )

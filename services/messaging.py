@@ -127,7 +127,10 @@ async def _prepare(
         body=body,
         cost=cost,
         key=None if key is None else idempotency.clean_key(key),
-        digest=idempotency.fingerprint({"inbox": inbox_id, "to": to_number, "body": body}),
+        # Only a keyed send is compared with a first one.
+        digest=""
+        if key is None
+        else idempotency.fingerprint({"inbox": inbox_id, "to": to_number, "body": body}),
     )
 
 
