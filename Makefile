@@ -55,30 +55,32 @@ migrations: install
 	TALLY_DATABASE_URL=sqlite://$(CURDIR)/var/makemigrations.db $(BIN)/tortoise -c models.tortoise_cli.TORTOISE_ORM migrate
 	TALLY_DATABASE_URL=sqlite://$(CURDIR)/var/makemigrations.db $(BIN)/tortoise -c models.tortoise_cli.TORTOISE_ORM makemigrations
 
-# Send throughput: Tally's sendMessage over HTTP against the service layer and a raw
-# Starlette + aiosqlite floor, on fresh temporary databases, loopback only; about 1.5 minutes.
-# Results and how to read them: docs/benchmarks.md.
+# Benchmarks: modules of bench/ run from the repository root, on fresh temporary databases,
+# loopback only. Each prints its goals as PASS/MISS lines and exits 1 on any failed request;
+# pass options with ARGS="...". How to run and read them: docs/benchmarks.md.
+ARGS ?=
+
+# sendMessage over HTTP (SQLite, one process) against the service layer, the raw and batched
+# Starlette + aiosqlite floors, and `tally serve --workers 2` on PostgreSQL; about 2 minutes.
 bench-send: install
-	$(BIN)/python bench/send.py
+	$(BIN)/python -m bench.send $(ARGS)
 
 # Usage reports: Account.usage over HTTP against a plain GROUP BY, 1,000,000 seeded messages,
 # on SQLite and (when it answers at 127.0.0.1:5432) PostgreSQL; about 2.5 minutes.
-# Results and how to read them: docs/benchmarks.md ("Usage reports").
 bench-usage: install
-	$(BIN)/python bench/usage.py
+	$(BIN)/python -m bench.usage $(ARGS)
 
 # Live balances: 1,000 websocket subscribers of one account, a change every 100 ms, on one
-# process (SQLite), on 4 workers (PostgreSQL + Redis at 127.0.0.1) and a 150 s soak; about 4.5
-# minutes. Results and how to read them: docs/benchmarks.md ("Live balances").
+# process (SQLite) and on 4 workers (PostgreSQL + Redis at 127.0.0.1); about 2 minutes.
+# A 150 s soak of the server's memory: ARGS="--phases single,workers,soak".
 bench-fanout: install
-	$(BIN)/python bench/fanout.py
+	$(BIN)/python -m bench.fanout $(ARGS)
 
 # Load test: one account's SPA traffic (sends, queries, webhooks, 26 subscribers, a runaway
-# token) at 5x its expected rate for 60 s, on SQLite and on 2 workers with PostgreSQL + Redis
-# (when they answer at 127.0.0.1); checks every ledger entry after; 3 to 8 minutes.
-# Results and how to read them: docs/benchmarks.md ("Load test").
+# token) at 5x its expected rate for 60 s, on SQLite and on 2 workers with PostgreSQL + Redis;
+# checks every ledger entry after; about 3 minutes.
 bench-load: install
-	$(BIN)/python bench/load.py
+	$(BIN)/python -m bench.load $(ARGS)
 
 # Spend control's cost per send (alerts, a budget, an endpoint) and notice latency, about
 # 2.5 minutes. Results and how to read them: docs/benchmarks.md ("Spend control").
@@ -88,7 +90,7 @@ bench-spend: install
 # History import: `tally import-messages` of 100,000 and 1,000,000 JSON lines, wall time and
 # peak RSS, on SQLite and (when it answers at 127.0.0.1:5432) PostgreSQL; about 3 minutes.
 bench-import: install
-	$(BIN)/python bench/importing.py
+	$(BIN)/python -m bench.importing $(ARGS)
 
 bench: bench-send bench-usage bench-fanout bench-load bench-import bench-spend
 

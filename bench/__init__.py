@@ -1,1 +1,2 @@
-"""Benchmarks: `python bench/send.py` (or `make bench-send`); see docs/benchmarks.md."""
+"""Benchmarks, run as modules from the repository root: `python -m bench.send` (or
+`make bench-send`), `bench.usage`, `bench.fanout`, `bench.load`; docs/benchmarks.md."""

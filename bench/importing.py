@@ -1,6 +1,6 @@
 """History import: `tally import-messages` of a million JSON lines, its time and peak memory.
 
-    .venv/bin/python bench/importing.py [--database sqlite|postgres|both]   # or: make bench-import
+    .venv/bin/python -m bench.importing [--database sqlite|postgres|both]   # or: make bench-import
 
 For each database (default: both when PostgreSQL answers at --postgres-url, else SQLite), on
 a fresh database made for the run (a temporary SQLite file; a new PostgreSQL database,
@@ -19,36 +19,41 @@ dropped afterwards):
    there plus what the imports reported, or the run fails.
 
 Goal (issue 13): a million lines in under a minute on either database, memory flat.
+A failed import, or counts that differ, make the exit status 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
-import shutil
 import sqlite3
 import subprocess
-import sys
-import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from bench.harness import (
+    TALLY,
+    Goal,
+    Unavailable,
+    Verdict,
+    below,
+    fresh_postgres,
+    machine,
+    out,
+    table,
+    work_folder,
+)
+from bench.usage import POSTGRES_URL
+from services.seeding import BODIES
 
-from bench.send import out  # noqa: E402
-from bench.usage import POSTGRES_URL, machine, postgres_reachable  # noqa: E402
-from services.seeding import BODIES  # noqa: E402
-
-TALLY = str(Path(sys.executable).with_name("tally"))
 GOAL_SECONDS = 60.0
 CUSTOMERS = [f"+1415555{n:04d}" for n in range(2000, 7000)]
 ZONE = ZoneInfo("America/New_York")
@@ -92,16 +97,13 @@ def write_file(path: Path, lines: int, inboxes: list[str], prefix: str, seed: in
 
 
 class Run:
-    def __init__(self, args: argparse.Namespace, kind: str, workdir: Path) -> None:
+    def __init__(self, args: argparse.Namespace, kind: str, workdir: Path, url: str) -> None:
+        """One database's run; `url` is a fresh database (bench/harness.py's)."""
         self.args = args
         self.kind = kind
         self.workdir = workdir
         self.result = DatabaseResult(kind)
-        self.pg_name = f"tally_bench_import_{os.getpid()}"
-        if kind == "sqlite":
-            self.url = f"sqlite://{workdir / 'import.db'}"
-        else:
-            self.url = urlunsplit(urlsplit(args.postgres_url)._replace(path=f"/{self.pg_name}"))
+        self.url = url
         self.env = {**os.environ, "TALLY_DATABASE_URL": self.url}
 
     def tally(self, *args: str) -> tuple[str, float, float]:
@@ -122,41 +124,34 @@ class Run:
         return stdout, elapsed, usage.ru_maxrss / 1024
 
     def go(self) -> DatabaseResult:
-        if self.kind == "postgres":
-            self.admin(f'DROP DATABASE IF EXISTS "{self.pg_name}" WITH (FORCE)',
-                       f'CREATE DATABASE "{self.pg_name}"')  # fmt: skip
-        try:
-            _, _, self.result.baseline_rss_mib = self.tally("migrate")
-            seeded = json.loads(
-                self.tally("seed-demo", "--messages", "1000", "--days", "30", "--json")[0]
+        _, _, self.result.baseline_rss_mib = self.tally("migrate")
+        seeded = json.loads(
+            self.tally("seed-demo", "--messages", "1000", "--days", "30", "--json")[0]
+        )
+        account_id = int(seeded["accountId"])
+        inboxes = self.query("SELECT phone_number FROM inbox WHERE account_id = ?", account_id)
+        before = self.count(account_id)
+        added = 0
+        for lines, prefix in ((self.args.small, "S"), (self.args.lines, "L")):
+            path = self.workdir / f"history-{lines}.jsonl"
+            out(f"{self.kind}: writing {lines:,} lines ...")
+            write_file(path, lines, [str(row[0]) for row in inboxes], prefix, seed=lines)
+            out(f"{self.kind}: importing {lines:,} lines ...")
+            stdout, seconds, rss = self.tally(
+                "import-messages", "--account-id", str(account_id), "--json", str(path)
             )
-            account_id = int(seeded["accountId"])
-            inboxes = self.query("SELECT phone_number FROM inbox WHERE account_id = ?", account_id)
-            before = self.count(account_id)
-            added = 0
-            for lines, prefix in ((self.args.small, "S"), (self.args.lines, "L")):
-                path = self.workdir / f"history-{lines}.jsonl"
-                out(f"{self.kind}: writing {lines:,} lines ...")
-                write_file(path, lines, [str(row[0]) for row in inboxes], prefix, seed=lines)
-                out(f"{self.kind}: importing {lines:,} lines ...")
-                stdout, seconds, rss = self.tally(
-                    "import-messages", "--account-id", str(account_id), "--json", str(path)
-                )
-                counts = json.loads(stdout)
-                added += counts["imported"]
-                self.result.runs.append(
-                    Imported(lines, seconds, rss, counts["imported"], counts["skipped"])
-                )
-                path.unlink()
-            messages, rolled_up = self.count(account_id)
-            if (messages, rolled_up) != (before[0] + added, before[1] + added):
-                raise RuntimeError(
-                    f"{self.kind}: {messages:,} messages and {rolled_up:,} in the rollups, "
-                    f"expected {before[0] + added:,}"
-                )
-        finally:
-            if self.kind == "postgres":
-                self.admin(f'DROP DATABASE IF EXISTS "{self.pg_name}" WITH (FORCE)')
+            counts = json.loads(stdout)
+            added += counts["imported"]
+            self.result.runs.append(
+                Imported(lines, seconds, rss, counts["imported"], counts["skipped"])
+            )
+            path.unlink()
+        messages, rolled_up = self.count(account_id)
+        if (messages, rolled_up) != (before[0] + added, before[1] + added):
+            raise RuntimeError(
+                f"{self.kind}: {messages:,} messages and {rolled_up:,} in the rollups, "
+                f"expected {before[0] + added:,}"
+            )
         return self.result
 
     def count(self, account_id: int) -> tuple[int, int]:
@@ -187,58 +182,70 @@ class Run:
 
         return asyncio.run(read())
 
-    def admin(self, *statements: str) -> None:
-        async def run() -> None:
-            import asyncpg
 
-            conn = await asyncpg.connect(self.args.postgres_url, timeout=10)
-            try:
-                for statement in statements:
-                    await conn.execute(statement)
-            finally:
-                await conn.close()
-
-        asyncio.run(run())
-
-
-def print_report(results: list[DatabaseResult]) -> None:
+def print_report(results: list[DatabaseResult]) -> Verdict:
     out()
-    out(f"machine: {machine()}; load average now {os.getloadavg()[0]:.2f}")
+    out(machine())
+    verdict = Verdict()
     for db in results:
         out(f"== {db.kind} (a `tally migrate` process peaks at {db.baseline_rss_mib:.0f} MiB)")
-        out(f"{'lines':>10} {'seconds':>8} {'lines/s':>9} {'peak RSS':>9} {'imported':>9} "
-            f"{'skipped':>8}")  # fmt: skip
-        for run in db.runs:
-            out(f"{run.lines:>10,} {run.seconds:>8.1f} {run.lines / run.seconds:>9,.0f} "
-                f"{run.peak_rss_mib:>5.0f} MiB {run.imported:>9,} {run.skipped:>8,}")  # fmt: skip
-        big = db.runs[-1]
-        ok = big.seconds < GOAL_SECONDS
-        out(f"goal  {'PASS' if ok else 'MISS'}  {db.kind}: {big.lines:,} lines < "
-            f"{GOAL_SECONDS:.0f} s ({big.seconds:.1f} s)")  # fmt: skip
+        table(
+            ["lines", "seconds", "lines/s", "peak RSS MiB", "imported", "skipped"],
+            [[f"{run.lines:,}", f"{run.seconds:.1f}", f"{run.lines / run.seconds:,.0f}",
+              f"{run.peak_rss_mib:.0f}", f"{run.imported:,}", f"{run.skipped:,}"]
+             for run in db.runs],
+        )  # fmt: skip
+        if db.runs:
+            big = db.runs[-1]
+            label = f"{db.kind}: {big.lines:,} lines"
+            verdict.goals.append(below(label, big.seconds, GOAL_SECONDS, " s"))
+    return verdict
+
+
+@contextlib.contextmanager
+def database(kind: str, workdir: Path, admin_url: str) -> Iterator[str]:
+    if kind == "sqlite":
+        yield f"sqlite://{workdir / 'import.db'}"
+    else:
+        with fresh_postgres(admin_url, "import") as url:
+            yield url
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--database", choices=["sqlite", "postgres", "both"])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument(
+        "--database",
+        choices=["sqlite", "postgres", "both"],
+        help="default: both, SQLite alone when PostgreSQL does not answer",
+    )
     parser.add_argument("--postgres-url", default=POSTGRES_URL)
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--small", type=int, default=100_000)
     args = parser.parse_args(argv)
     kinds = {"sqlite": ["sqlite"], "postgres": ["postgres"], "both": ["sqlite", "postgres"]}
-    if args.database is None:
-        args.database = "both" if postgres_reachable(args.postgres_url) else "sqlite"
     load = os.getloadavg()[0]
     if load > 0.5:
         out(f"warning: load average {load:.2f} before the run: other work shares the CPUs")
     results = []
-    for kind in kinds[args.database]:
-        workdir = Path(tempfile.mkdtemp(prefix=f"tally-bench-import-{kind}-"))
-        try:
-            results.append(Run(args, kind, workdir).go())
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-    print_report(results)
-    return 0
+    failures, away = [], []
+    for kind in kinds[args.database or "both"]:
+        with work_folder(f"import-{kind}", keep=False) as workdir:
+            try:
+                with database(kind, workdir, args.postgres_url) as url:
+                    run = Run(args, kind, workdir, url)
+                    try:
+                        run.go()
+                    except RuntimeError as error:
+                        failures.append(str(error))
+                    results.append(run.result)
+            except Unavailable as error:
+                out(f"{kind}: not run, {error}")
+                if args.database is not None:
+                    away.append(Goal(f"{kind}: not run ({error})", False))
+    verdict = print_report(results)
+    verdict.goals += away
+    verdict.failures += failures
+    return verdict.exit_status()
 
 
 if __name__ == "__main__":

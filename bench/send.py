@@ -1,613 +1,297 @@
-"""Send throughput: Tally's sendMessage over HTTP against the service layer and the stack's floor.
+"""Send throughput: Tally's sendMessage over HTTP against the service layer and the stack's floors.
 
-    .venv/bin/python bench/send.py            # or: make bench-send
+    .venv/bin/python -m bench.send            # or: make bench-send
 
-One run, each phase on a fresh temporary SQLite database, everything on 127.0.0.1:
+One run, each phase on a fresh database, everything on 127.0.0.1, the same closed-loop
+load (16 keep-alive connections in all, from 2 processes) for the HTTP phases:
 
-1. tally     - `tally serve` (one worker); an account made by `tally create-account`, a
-               member with a personal inbox made by the createMember mutation, the member's
-               token by createApiToken; then sendMessage over HTTP from P client processes
-               x C keep-alive connections (bench/_load.py).
+1. tally     - `tally serve` (one process) on SQLite (synchronous=FULL): an account from
+               `tally create-account`, a member with a personal inbox from createMember,
+               its token from createApiToken; then sendMessage over HTTP.
 2. service   - services.messaging.send_message from 16 asyncio tasks in one process
-               (bench/_direct.py), no HTTP, no GraphQL, no authentication.
-3. raw       - bench/raw_send_app.py under uvicorn: the same SQL transaction with raw
-               aiosqlite, one connection, an asyncio.Lock, the same PRAGMAs: the floor.
-4. ceiling   - the same uvicorn + Starlette process answering GET /ping without the
-               database: what the HTTP stack and the load client can do together.
-5. inline    - the transaction of (3) with the sqlite3 module, in this process, one loop,
-               no thread hops and no HTTP (context only).
+               (bench/send_direct.py): no HTTP, no GraphQL, no authentication.
+3. raw       - bench/floor.py's /send under uvicorn: the same SQL transaction with raw
+               aiosqlite, one fsync per send.
+4. ceiling   - GET /ping on that uvicorn + Starlette: what HTTP and the client can do.
+5. batched   - bench/floor.py's /send-batched: the same SQL, concurrent requests
+               committed together in one transaction with one fsync.
+6. inline    - the transaction with sqlite3 in this process, no hops, no HTTP (context).
+7. postgres  - `tally serve --workers 2` on a fresh PostgreSQL database (dropped after),
+               with Redis for events between the workers; the load of (1).
 
-Each phase warms up, then counts for a fixed duration; a response that is not a success
-is an error. The table at the end compares them, and the goal lines check Tally against
-the targets of the issue (>= 1,000 sends/s, p99 < 40 ms, >= 0.7 of the raw endpoint).
+A response that is not a success is an error, and any error makes the exit status 1.
+The goals (issue 11) are printed as PASS/MISS lines.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
-import shutil
-import signal
-import socket
-import sqlite3
 import subprocess
-import sys
-import tempfile
 import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from bench import floor
+from bench.client import Job, Phase, launch
+from bench.harness import (
+    PYTHON,
+    ROOT,
+    Goal,
+    Server,
+    Verdict,
+    at_least,
+    below,
+    check_redis,
+    command_line,
+    create_account,
+    fresh_postgres,
+    issue_token,
+    machine,
+    ms,
+    mutate,
+    not_run,
+    out,
+    parse,
+    run_phases,
+    serving,
+    table,
+    tally_env,
+    tally_serve,
+    work_folder,
+    write_json,
+)
+from bench.profile import record
+from bench.send_direct import seed
+from services.runtime import Runtime
 
-PYTHON = sys.executable
-TALLY = str(Path(PYTHON).with_name("tally"))
 TO = "+14155550100"
 BODY = "Your table for 4 is ready. Reply STOP to opt out."
-SEND_DOCUMENT = (
+SEND = (
     "mutation Send($input: SendMessageInput!) { sendMessage(input: $input) {"
     " message { id status segments credits createdAt }"
     " balance { total subscriptionCredits purchasedCredits }"
     " userErrors { code field message } } }"
 )
+CREATE_MEMBER = (
+    "mutation($input: CreateMemberInput!) { createMember(input: $input)"
+    " { member { id personalInbox { id } } userErrors { code message } } }"
+)
 GOAL_SENDS_PER_SECOND = 1000.0
 GOAL_P99_MS = 40.0
-GOAL_FRACTION_OF_RAW = 0.7
+GOAL_TIMES_RAW = 2.0
+GOAL_POSTGRES_SHARE = 0.6
+PHASES = ("tally", "service", "raw", "batched", "inline", "postgres")
 
 
-def out(line: str = "") -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
-
-
-@dataclass
-class Phase:
-    name: str
-    what: str
-    ok: int = 0
-    errors: int = 0
-    seconds: float = 0.0
-    latencies_us: list[int] = field(default_factory=list)
-    samples: list[str] = field(default_factory=list)
-    client_cpu: float | None = None  # cores used by the load client(s) over the whole phase
-    server_cpu: float | None = None  # cores used by the server during the measured window
-
-    @property
-    def rate(self) -> float:
-        return self.ok / self.seconds if self.seconds else 0.0
-
-    def percentile_ms(self, fraction: float) -> float | None:
-        if not self.latencies_us:
-            return None
-        ordered = sorted(self.latencies_us)
-        index = min(len(ordered) - 1, int(fraction * len(ordered)))
-        return ordered[index] / 1000
-
-    def merge(self, result: dict[str, Any]) -> None:
-        self.ok += result["ok"]
-        self.errors += result["errors"]
-        self.latencies_us += result["latencies"]
-        self.samples += result["samples"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process and its threads, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def post_json(url: str, payload: dict[str, Any], token: str | None = None) -> dict[str, Any]:
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(url, json.dumps(payload).encode(), headers)
-    with urllib.request.urlopen(request, timeout=30) as response:  # loopback only
-        data: dict[str, Any] = json.loads(response.read())
-        return data
-
-
-def wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except urllib.error.HTTPError:
-            return  # it answered
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"server did not start within 30 s:\n{log.read_text()}")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-
-
-class Bench:
+class SendBench:
     def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
         self.args = args
         self.workdir = workdir
-        if args.synchronous:
-            os.environ["BENCH_SQLITE_SYNCHRONOUS"] = args.synchronous
+        self.phases: dict[str, Phase] = {}
 
-    def database_url(self, name: str) -> str:
-        """A fresh SQLite file in the work folder, with --synchronous when given."""
+    def sqlite_url(self, name: str) -> str:
         url = f"sqlite://{self.workdir / name}"
         return f"{url}?synchronous={self.args.synchronous}" if self.args.synchronous else url
 
-    # --- the load client -----------------------------------------------------------------
+    def job(self, server: Server, path: str, body: str, headers: dict[str, str], check: str,
+            *, method: str = "POST", duration: float | None = None) -> Job:  # fmt: skip
+        return Job(
+            port=server.port,
+            path=path,
+            body=body,
+            headers=headers,
+            check=check,
+            connections=self.args.connections,
+            start_at=time.time() + 1.0,  # every process starts together, after its imports
+            warmup=self.args.warmup if duration is None else 1.0,
+            duration=self.args.duration if duration is None else duration,
+            method=method,
+        )
 
-    def drive(
-        self,
-        phase: Phase,
-        *,
-        port: int,
-        path: str,
-        body: str,
-        headers: dict[str, str],
-        check: str,
-        server_pid: int,
-        method: str = "POST",
-        warmup: float | None = None,
-        duration: float | None = None,
-    ) -> Phase:
-        """Run the client processes against 127.0.0.1:port and merge what they saw."""
-        warmup = self.args.warmup if warmup is None else warmup
-        duration = self.args.duration if duration is None else duration
-        start_at = time.time() + 1.0  # every client starts together, after its imports
-        job = {
-            "host": "127.0.0.1",
-            "port": port,
-            "path": path,
-            "method": method,
-            "headers": headers,
-            "body": body,
-            "connections": self.args.connections,
-            "start_at": start_at,
-            "warmup": warmup,
-            "duration": duration,
-            "check": check,
-        }
-        clients = [
-            subprocess.Popen(
-                [PYTHON, "-m", "bench._load", json.dumps(job)],
-                cwd=ROOT,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
-            for _ in range(self.args.processes)
-        ]
-        # The server's CPU over the measured window only.
-        time.sleep(max(0.0, start_at + warmup - time.time()))
-        server_before = cpu_seconds(server_pid)
-        time.sleep(max(0.0, start_at + warmup + duration - time.time()))
-        server_after = cpu_seconds(server_pid)
-        phase.server_cpu = (server_after - server_before) / duration
-        client_cpu = 0.0
-        for client in clients:
-            stdout, stderr = client.communicate(timeout=warmup + duration + 60)
-            if client.returncode != 0:
-                raise RuntimeError(f"load client failed:\n{stderr.decode()}")
-            result = json.loads(stdout)
-            phase.merge(result)
-            client_cpu += result["cpu_seconds"]
-        phase.seconds = duration
-        phase.client_cpu = client_cpu / (warmup + duration)
+    def measure(self, name: str, what: str, server: Server, job: Job) -> Phase:
+        phase = Phase(name=name, what=what)
+        self.phases[name] = launch(
+            phase, job, processes=self.args.processes, server_pids=[server.pid]
+        )
         return phase
 
-    # --- 1. Tally over HTTP ----------------------------------------------------------------
+    # --- Tally over HTTP, on SQLite and on PostgreSQL -----------------------------------
 
-    def tally(self) -> Phase:
-        phase = Phase("tally", "Tally sendMessage, GraphQL over HTTP (tally serve, 1 worker)")
-        env = {
-            **os.environ,
-            "TALLY_DATABASE_URL": self.database_url("tally.db"),
-            "TALLY_SECRET_KEY": "bench-secret",
-            "TALLY_WEBHOOK_SECRET": "bench-webhook-secret",
-            # One token from one IP on purpose: the rate limits would measure themselves.
-            "TALLY_RATE_LIMIT_PER_TOKEN": "1000000000",
-            "TALLY_RATE_LIMIT_PER_IP": "1000000000",
-        }
-        created = json.loads(
-            subprocess.run(
-                [TALLY, "create-account", "--name", "Bench", "--admin-name", "Admin",
-                 "--admin-email", "admin@bench.example", "--monthly-credits", "10000000",
-                 "--json"],
-                env=env, cwd=self.workdir, check=True, capture_output=True, timeout=60,
-            ).stdout
-        )  # fmt: skip
-        port = free_port()
-        log = self.workdir / "tally-serve.log"
-        with log.open("wb") as sink:
-            server = subprocess.Popen(
-                [TALLY, "serve", "--port", str(port), *self.args.serve_arg],
-                env=env,
-                cwd=self.workdir,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-            )
-        url = f"http://127.0.0.1:{port}/graphql"
-        try:
-            wait_until_up(url, server, log)
-            made = post_json(
-                url,
-                {
-                    "query": "mutation($input: CreateMemberInput!) { createMember(input: $input)"
-                    " { member { id personalInbox { id } } userErrors { code message } } }",
-                    "variables": {
-                        "input": {
-                            "name": "Sender",
-                            "email": "sender@bench.example",
-                            "personalPhoneNumber": "(415) 555-0142",
-                        }
-                    },
-                },
-                created["token"],
-            )["data"]["createMember"]
-            if made["userErrors"]:
-                raise RuntimeError(f"createMember failed: {made['userErrors']}")
-            issued = post_json(
-                url,
-                {
-                    "query": "mutation($input: CreateApiTokenInput!) { createApiToken("
-                    "input: $input) { token userErrors { code message } } }",
-                    "variables": {"input": {"memberId": made["member"]["id"], "name": "bench"}},
-                },
-                created["token"],
-            )["data"]["createApiToken"]
-            if issued["userErrors"]:
-                raise RuntimeError(f"createApiToken failed: {issued['userErrors']}")
-            body = json.dumps(
-                {
-                    "query": SEND_DOCUMENT,
-                    "variables": {
-                        "input": {
-                            "inboxId": made["member"]["personalInbox"]["id"],
-                            "to": TO,
-                            "body": BODY,
-                        }
-                    },
-                }
-            )
-            headers = {
-                "Content-Type": "application/json",
-                "Authorization": f"Bearer {issued['token']}",
+    def tally(self) -> None:
+        env = tally_env(self.sqlite_url("tally.db"), **self.unlimited())
+        what = "sendMessage over HTTP, tally serve (1 process), SQLite"
+        self.over_http("tally", what, env, workers=1, profile=bool(self.args.py_spy))
+
+    def postgres(self) -> None:
+        check_redis(self.args.redis)
+        with fresh_postgres(self.args.postgres, "send", keep=self.args.keep) as url:
+            env = tally_env(url, broadcast_url=self.args.redis, **self.unlimited())
+            what = f"sendMessage over HTTP, tally serve --workers {self.args.workers}, PostgreSQL"
+            self.over_http("postgres", what, env, workers=self.args.workers, profile=False)
+
+    @staticmethod
+    def unlimited() -> dict[str, str]:
+        # One token from one address on purpose: the rate limits would measure themselves.
+        return {"rate_limit_per_token": "1000000000", "rate_limit_per_ip": "1000000000"}
+
+    def over_http(
+        self, name: str, what: str, env: dict[str, str], *, workers: int, profile: bool
+    ) -> None:
+        created = create_account(env, self.workdir, "--monthly-credits", "10000000")
+        command = tally_serve(workers, *self.args.serve_arg)
+        with serving(command, env, self.workdir) as server:
+            member = mutate(server.url, created["token"], CREATE_MEMBER, {"input": {
+                "name": "Sender", "email": "sender@bench.example",
+                "personalPhoneNumber": "(415) 555-0142"}})["member"]  # fmt: skip
+            token = issue_token(server.url, created["token"], member["id"], "bench")
+            variables = {
+                "input": {"inboxId": member["personalInbox"]["id"], "to": TO, "body": BODY}
             }
-            profiler = self.start_profiler(server.pid)
-            self.drive(
-                phase,
-                port=port,
-                path="/graphql",
-                body=body,
-                headers=headers,
-                check="graphql-send",
-                server_pid=server.pid,
-            )
+            body = json.dumps({"query": SEND, "variables": variables})
+            headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+            job = self.job(server, "/graphql", body, headers, "graphql-send")
+            profiler = None
+            if profile:
+                output = Path(self.args.py_spy).resolve()
+                profiler = record(server.pid, output, job.duration, delay=1.0 + job.warmup)
+            self.measure(name, what, server, job)
             if profiler is not None:
-                profiler.wait(self.args.warmup + self.args.duration + 60)
-        finally:
-            stop(server)
-        return phase
+                profiler.wait(60)
 
-    def start_profiler(self, pid: int) -> subprocess.Popen[bytes] | None:
-        """py-spy over the measured window, when --py-spy OUTPUT is given."""
-        if not self.args.py_spy:
-            return None
-        py_spy = shutil.which("py-spy") or str(Path(PYTHON).with_name("py-spy"))
-        output = Path(self.args.py_spy).resolve()
-        form = "speedscope" if output.suffix == ".json" else "flamegraph"
-        if output.suffix == ".txt":
-            form = "raw"
-        # Starts recording about when the clients' warm-up ends (1 s start + warm-up).
-        delay = 1.0 + self.args.warmup
-        command = (
-            f"sleep {delay}; exec {py_spy} record --pid {pid} --rate 250 --format {form}"
-            f" --duration {int(self.args.duration)} --output {output} --nonblocking"
-        )
-        return subprocess.Popen(["sh", "-c", command], stdout=subprocess.DEVNULL)
+    # --- the service layer -------------------------------------------------------------
 
-    # --- 2. the service layer --------------------------------------------------------------
-
-    def service(self) -> Phase:
-        phase = Phase("service", "services.messaging.send_message, 16 asyncio tasks, no HTTP")
-        job = {
-            "database_url": self.database_url("service.db"),
-            "tasks": self.args.tasks,
-            "warmup": self.args.warmup,
-            "duration": self.args.duration,
-            "to": TO,
-            "body": BODY,
-        }
+    def service(self) -> None:
+        spec = {"database_url": self.sqlite_url("service.db"), "tasks": self.args.tasks,
+                "warmup": self.args.warmup, "duration": self.args.duration, "to": TO,
+                "body": BODY}  # fmt: skip
         done = subprocess.run(
-            [PYTHON, "-m", "bench._direct"],
-            cwd=ROOT,
-            input=json.dumps(job).encode(),
-            capture_output=True,
-            timeout=self.args.warmup + self.args.duration + 120,
-        )
+            [PYTHON, "-m", "bench.send_direct", json.dumps(spec)],
+            cwd=ROOT, capture_output=True, timeout=self.args.warmup + self.args.duration + 120,
+        )  # fmt: skip
         if done.returncode != 0:
-            raise RuntimeError(f"service phase failed:\n{done.stderr.decode()}")
+            raise RuntimeError(f"the service phase failed:\n{done.stderr.decode()}")
         result = json.loads(done.stdout)
+        phase = Phase(name="service", what=f"send_message, {self.args.tasks} tasks, no HTTP")
         phase.merge(result)
         phase.server_cpu = result["window_cpu_cores"]
         phase.seconds = self.args.duration
-        return phase
+        self.phases["service"] = phase
 
-    # --- 3. and 4. the floor, and the client's ceiling -------------------------------------
+    # --- the floors ----------------------------------------------------------------------
 
-    def raw(self) -> tuple[Phase, Phase]:
-        from bench._seed import seed
-
-        raw = Phase("raw", "same SQL tx, raw aiosqlite in a plain Starlette endpoint (floor)")
-        ceiling = Phase("ceiling", "GET /ping on that uvicorn + Starlette, no database")
-        database = self.workdir / "raw.db"
-        seeded = asyncio.run(seed(self.database_url("raw.db")))
-        with sqlite3.connect(database) as probe:
-            from bench.raw_send_app import usage_tables
-
-            statements = 4 + len(usage_tables(probe))
-        probe.close()
-        raw.what += f"; {statements} statements + BEGIN/COMMIT"
-        port = free_port()
+    @contextlib.contextmanager
+    def floor_server(self, name: str) -> Iterator[Server]:
+        """bench/floor.py under uvicorn, on a fresh database seeded through the services."""
+        seeded = asyncio.run(seed(self.sqlite_url(name), Runtime()))
         env = {
             **os.environ,
-            "BENCH_RAW_DB": str(database),
-            "BENCH_RAW_ACCOUNT": str(seeded.account_id),
-            "BENCH_RAW_INBOX": str(seeded.inbox_id),
-            "BENCH_RAW_SENDER": str(seeded.member_id),
+            "BENCH_FLOOR_DB": str(self.workdir / name),
+            "BENCH_FLOOR_IDS": f"{seeded.account_id},{seeded.inbox_id},{seeded.member_id}",
         }
-        log = self.workdir / "raw-serve.log"
-        with log.open("wb") as sink:
-            # The uvicorn options `tally serve` uses (api/cli.py), so only the app differs.
-            server = subprocess.Popen(
-                [PYTHON, "-m", "uvicorn", "bench.raw_send_app:app", "--host", "127.0.0.1",
-                 "--port", str(port), "--timeout-graceful-shutdown", "10", *self.args.raw_arg],
-                env=env, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        try:
-            wait_until_up(f"http://127.0.0.1:{port}/ping", server, log)
-            self.drive(
-                raw,
-                port=port,
-                path="/send",
-                body=json.dumps({"to": TO, "body": BODY}),
-                headers={"Content-Type": "application/json"},
-                check="ok",
-                server_pid=server.pid,
-            )
-            self.drive(
-                ceiling,
-                port=port,
-                path="/ping",
-                method="GET",
-                body="",
-                headers={},
-                check="ok",
-                server_pid=server.pid,
-                warmup=1.0,
-                duration=min(5.0, self.args.duration),
-            )
-        finally:
-            stop(server)
-        return raw, ceiling
+        if self.args.synchronous:
+            env["BENCH_SQLITE_SYNCHRONOUS"] = self.args.synchronous
+        # The uvicorn options `tally serve` uses (api/cli.py), so only the app differs.
+        command = [PYTHON, "-m", "uvicorn", "bench.floor:app", "--app-dir", str(ROOT),
+                   "--host", "127.0.0.1", "--timeout-graceful-shutdown", "10",
+                   *self.args.floor_arg]  # fmt: skip
+        with serving(command, env, self.workdir, ready_path="/ping") as server:
+            yield server
 
-    # --- 5. the same SQL inline --------------------------------------------------------------
+    def raw(self) -> None:
+        body = json.dumps({"to": TO, "body": BODY})
+        headers = {"Content-Type": "application/json"}
+        with self.floor_server("raw.db") as server:
+            what = "the same SQL, raw aiosqlite, one fsync per send (floor)"
+            self.measure("raw", what, server, self.job(server, "/send", body, headers, "ok"))
+            ping = self.job(server, "/ping", "", {}, "ok", method="GET", duration=5.0)
+            self.measure("ceiling", "GET /ping on that uvicorn + Starlette, no database",
+                         server, ping)  # fmt: skip
 
-    def inline(self) -> Phase:
-        from bench import raw_send_app as floor
+    def batched(self) -> None:
+        body = json.dumps({"to": TO, "body": BODY})
+        headers = {"Content-Type": "application/json"}
+        with self.floor_server("batched.db") as server:
+            what = "the same SQL, concurrent sends in one transaction, one fsync (floor)"
+            job = self.job(server, "/send-batched", body, headers, "ok")
+            self.measure("batched", what, server, job)
 
-        phase = Phase("inline", "same SQL tx, sqlite3 in-process, 1 loop, no hops, no HTTP")
-        database = self.workdir / "raw.db"
-        if not database.exists():
-            from bench._seed import seed
-
-            asyncio.run(seed(self.database_url("raw.db")))
-        db = sqlite3.connect(database, isolation_level=None)
-        for name, value in floor.PRAGMAS.items():
-            db.execute(f"PRAGMA {name}={value}")
-        usage = floor.usage_tables(db)
-        account_id, inbox_id, sender_id = db.execute(
-            "SELECT account_id, id, owner_id FROM inbox WHERE owner_id IS NOT NULL LIMIT 1"
-        ).fetchone()
-        duration = min(3.0, self.args.duration)
-        begin = time.perf_counter() + 0.5
-        end = begin + duration
-        while (now := time.perf_counter()) < end:
-            stamp = datetime.now(UTC).isoformat(" ")
-            db.execute("BEGIN IMMEDIATE")
-            account = dict(
-                zip(
-                    floor.ACCOUNT_COLUMNS,
-                    db.execute(floor.SELECT_ACCOUNT, (account_id, 2)).fetchall()[0],
-                    strict=True,
-                )
-            )
-            subscription = account["subscription_credits"] - 1
-            purchased = account["purchased_credits"]
-            message_id = db.execute(
-                floor.INSERT_MESSAGE,
-                ("OUTBOUND", floor.FROM_NUMBER, TO, BODY, "GSM7", 1, 1, "QUEUED", None, stamp,
-                 None, account_id, inbox_id, sender_id),
-            ).lastrowid  # fmt: skip
-            db.execute(
-                floor.INSERT_LEDGER_ENTRY,
-                ("OUTBOUND_MESSAGE", "SUBSCRIPTION", -1, subscription + purchased, None,
-                 account["period_index"], stamp, account_id, message_id),
-            )  # fmt: skip
-            for table in usage:
-                day = stamp[:10] if table == "usage_day" else stamp[:8] + "01"
-                db.execute(floor.UPSERT_USAGE[table], (account_id, inbox_id, day, 1, 0, 1, 0))
-            db.execute(
-                floor.UPDATE_ACCOUNT,
-                (subscription, purchased, account["period_index"], account["next_period_at"],
-                 account["balance_version"] + 1, account_id),
-            )  # fmt: skip
-            db.execute("COMMIT")
-            if now >= begin:
-                phase.ok += 1
-                phase.latencies_us.append(int((time.perf_counter() - now) * 1e6))
-        db.close()
-        phase.seconds = duration
-        return phase
+    def inline(self) -> None:
+        seeded = asyncio.run(seed(self.sqlite_url("inline.db"), Runtime()))
+        ids = floor.Ids(seeded.account_id, seeded.inbox_id, seeded.member_id)
+        seconds = min(3.0, self.args.duration)
+        phase = Phase(name="inline", what="the same SQL, sqlite3 in process, no hops, no HTTP")
+        phase.latencies_us = floor.inline(str(self.workdir / "inline.db"), ids, TO, BODY, seconds)
+        phase.ok, phase.seconds = len(phase.latencies_us), seconds
+        self.phases["inline"] = phase
 
 
-def fmt_ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
+# --- the report -------------------------------------------------------------------------
 
 
-def fmt_cores(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
-def report(phases: dict[str, Phase], args: argparse.Namespace) -> bool:
+def report(phases: dict[str, Phase], args: argparse.Namespace) -> Verdict:
     out()
-    out(
-        f"Results: {args.processes} client processes x {args.connections} connections, "
-        f"{args.warmup:g} s warm-up, {args.duration:g} s measured "
-        f"(ceiling 5 s, inline 3 s); fresh SQLite databases, "
-        f"synchronous={args.synchronous or 'FULL (default)'}"
-    )
-    header = (
-        f"{'phase':<9} {'sends/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} "
-        f"{'srv CPU':>8} {'cli CPU':>8}  what"
-    )
-    out(header)
-    out("-" * len(header))
+    out(f"{machine()}; {args.connections} connections from {args.processes} processes,"
+        f" {args.warmup:g} s warm-up, {args.duration:g} s measured (ceiling 5 s, inline 3 s);"
+        f" SQLite synchronous={args.synchronous or 'FULL'}")  # fmt: skip
+    rows = [
+        [p.name, f"{p.rate:,.0f}", ms(p.p(0.50)), ms(p.p(0.99)), p.errors,
+         ms(p.server_cpu, 2), ms(p.client_cpu, 2), p.what]
+        for p in phases.values()
+    ]  # fmt: skip
+    table(["phase", "per s", "p50 ms", "p99 ms", "errors", "server CPU", "client CPU", "what"],
+          rows)  # fmt: skip
+    out("server CPU: cores the server (all its processes; service: the bench process) used"
+        " while counting; client CPU: cores of the load processes.")  # fmt: skip
+    verdict = Verdict()
     for phase in phases.values():
-        out(
-            f"{phase.name:<9} {phase.rate:>9,.0f} {fmt_ms(phase.percentile_ms(0.50)):>8} "
-            f"{fmt_ms(phase.percentile_ms(0.99)):>8} {phase.errors:>7} "
-            f"{fmt_cores(phase.server_cpu):>8} {fmt_cores(phase.client_cpu):>8}  {phase.what}"
-        )
-        for sample in phase.samples[:3]:
-            out(f"{'':<9} error sample: {sample}")
-    out("srv CPU: cores the server process (service: the bench process) used while counting;")
-    out("cli CPU: cores all load-client processes used over warm-up and measurement.")
-    passed = all(phase.errors == 0 for phase in phases.values())
-    tally = phases.get("tally")
-    if tally is None:
-        return passed
-    out()
-    for name in ("service", "raw"):
-        if name in phases and phases[name].rate:
-            out(f"Tally over HTTP = {tally.rate / phases[name].rate:.2f} of {name}")
-    p99 = tally.percentile_ms(0.99)
-    checks = [
-        (f"errors == 0 ({tally.errors})", tally.errors == 0),
-        (
-            f"sends/s >= {GOAL_SENDS_PER_SECOND:,.0f} ({tally.rate:,.0f})",
-            tally.rate >= GOAL_SENDS_PER_SECOND,
-        ),
-        (f"p99 < {GOAL_P99_MS:.0f} ms ({fmt_ms(p99)})", p99 is not None and p99 < GOAL_P99_MS),
-    ]
-    if "raw" in phases and phases["raw"].rate:
-        fraction = tally.rate / phases["raw"].rate
-        checks.append(
-            (f"fraction of raw >= {GOAL_FRACTION_OF_RAW} ({fraction:.2f})",
-             fraction >= GOAL_FRACTION_OF_RAW)
-        )  # fmt: skip
-    for label, ok in checks:
-        out(f"goal  {'PASS' if ok else 'MISS'}  {label}")
-    if "ceiling" in phases and "raw" in phases:
-        headroom = phases["ceiling"].rate / max(phases["raw"].rate, 1)
-        out(f"client ceiling: /ping served {headroom:.1f}x the raw endpoint's rate")
-    return passed
+        if phase.errors:
+            verdict.fail(f"{phase.name}: {phase.errors} failed requests, e.g. {phase.samples[:2]}")
+    tally, raw, pg = phases.get("tally"), phases.get("raw"), phases.get("postgres")
+    if "ceiling" in phases and raw is not None and raw.rate:
+        out(f"client ceiling: /ping served {phases['ceiling'].rate / raw.rate:.1f}x raw's rate")
+    if tally is not None:
+        verdict.goals += [
+            Goal(f"tally: 0 errors ({tally.errors})", tally.errors == 0),
+            at_least("tally: sends/s", tally.rate, GOAL_SENDS_PER_SECOND),
+            below("tally: p99", tally.p(0.99), GOAL_P99_MS, " ms"),
+        ]
+        if raw is not None:
+            times = tally.rate / raw.rate if raw.rate else None
+            verdict.goals.append(at_least("tally: x the raw floor", times, GOAL_TIMES_RAW))
+    if pg is not None:
+        verdict.goals.append(Goal(f"postgres: 0 errors ({pg.errors})", pg.errors == 0))
+        if tally is not None:
+            share = pg.rate / tally.rate if tally.rate else None
+            verdict.goals.append(at_least("postgres: share of tally", share, GOAL_POSTGRES_SHARE))
+    return verdict
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per phase")
-    parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per phase")
-    parser.add_argument("--processes", type=int, default=2, help="load client processes")
-    parser.add_argument("--connections", type=int, default=8, help="connections per process")
-    parser.add_argument("--tasks", type=int, default=16, help="tasks of the service phase")
-    parser.add_argument(
-        "--phases",
-        default="tally,service,raw,inline",
-        help="comma-separated subset of tally,service,raw,inline (raw includes the ceiling)",
-    )
-    parser.add_argument(
-        "--synchronous",
-        choices=["OFF", "NORMAL", "FULL", "EXTRA"],
-        help="SQLite synchronous PRAGMA for every phase (default: models/db.py's, FULL)",
-    )
-    parser.add_argument(
-        "--serve-arg", action="append", default=[], help="extra `tally serve` argument"
-    )
-    parser.add_argument(
-        "--raw-arg", action="append", default=[], help="extra uvicorn argument for the raw app"
-    )
-    parser.add_argument(
-        "--py-spy", metavar="OUTPUT", help="record the tally server with py-spy (.svg/.json/.txt)"
-    )
-    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
-    args = parser.parse_args(argv)
-    wanted = [p.strip() for p in args.phases.split(",") if p.strip()]
-    workdir = Path(tempfile.mkdtemp(prefix="tally-bench-"))
-    bench = Bench(args, workdir)
-    phases: dict[str, Phase] = {}
-    started = time.monotonic()
-    try:
-        for name in wanted:
-            out(f"[{time.monotonic() - started:5.1f} s] phase {name} ...")
-            if name == "tally":
-                phases["tally"] = bench.tally()
-            elif name == "service":
-                phases["service"] = bench.service()
-            elif name == "raw":
-                phases["raw"], phases["ceiling"] = bench.raw()
-            elif name == "inline":
-                phases["inline"] = bench.inline()
-            else:
-                parser.error(f"unknown phase {name!r}")
-    finally:
-        if args.keep:
-            out(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    passed = report(phases, args)
-    out(f"total {time.monotonic() - started:.0f} s")
-    if args.json:
-        Path(args.json).write_text(
-            json.dumps(
-                {
-                    name: {
-                        "sends_per_second": p.rate,
-                        "p50_ms": p.percentile_ms(0.5),
-                        "p99_ms": p.percentile_ms(0.99),
-                        "errors": p.errors,
-                        "server_cpu_cores": p.server_cpu,
-                        "client_cpu_cores": p.client_cpu,
-                    }
-                    for name, p in phases.items()
-                },
-                indent=2,
-            )
-        )
-    return 0 if passed else 1
+    parser = command_line(__doc__, PHASES, ",".join(PHASES))
+    add = parser.add_argument
+    add("--duration", type=float, default=10.0, help="measured seconds per phase")
+    add("--warmup", type=float, default=3.0, help="warm-up seconds per phase")
+    add("--connections", type=int, default=16, help="keep-alive connections in all")
+    add("--processes", type=int, default=2, help="load processes sharing the connections")
+    add("--tasks", type=int, default=16, help="asyncio tasks of the service phase")
+    add("--synchronous", choices=["OFF", "NORMAL", "FULL", "EXTRA"],
+        help="SQLite synchronous PRAGMA of every phase (default FULL, models/db.py)")  # fmt: skip
+    add("--workers", type=int, default=2, help="server processes of the postgres phase")
+    add("--serve-arg", action="append", default=[], help="extra `tally serve` argument")
+    add("--floor-arg", action="append", default=[], help="extra uvicorn argument (floors)")
+    add("--py-spy", metavar="OUTPUT", help="record the tally phase's server (.svg/.json/.txt)")
+    args = parse(parser, argv, PHASES)
+    with work_folder("send", keep=args.keep) as workdir:
+        bench = SendBench(args, workdir)
+        skipped = run_phases(args.chosen, lambda name: getattr(bench, name)())
+    verdict = report(bench.phases, args)
+    verdict.goals += not_run(skipped)
+    write_json(args.json, {name: p.summary() for name, p in bench.phases.items()})
+    return verdict.exit_status()
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The load test (bench/load.py) as a test: the same harness against a real `tally serve`.
+"""The load test (`python -m bench.load`) as a test: the same harness against a real `tally serve`.
 
 Shorter than the bench (TALLY_TEST_LOAD_SECONDS, 10 s by default), with 5 agents and a
 token limit of 100 requests a minute so that the runaway token passes it within the run,
@@ -15,8 +15,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bench._load_plan import Profile
-from bench._load_scenario import Scenario, run_scenario
+from bench.load_plan import Profile
+from bench.load_scenario import Scenario, run_scenario
 
 LOAD_SECONDS = float(os.environ.get("TALLY_TEST_LOAD_SECONDS", "10"))
 REDIS_URL = os.environ.get("TALLY_TEST_REDIS_URL", "")

@@ -22,8 +22,8 @@ from typing import Any
 
 import asyncpg
 
-from bench._load_client import Subscriber
-from bench._load_ops import Acks
+from bench.load_plan import Acks
+from bench.subscribers import Subscriber
 
 LEDGER_SQL = (
     "SELECT id, kind, bucket, credits, balance_after, message_id, amount_cents"

@@ -34,7 +34,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bench._usage_shape import (
+from bench.usage_reports import (
     ZERO,
     Case,
     Figures,

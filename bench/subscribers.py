@@ -1,78 +1,40 @@
-"""The load test's clients: a browser's HTTP connections, and a balanceChanged subscriber.
+"""balanceChanged subscribers over graphql-transport-ws: what each saw, and when.
 
-Each actor connects from a loopback address of its own (127.0.0.x): like separate
-machines, so the per-IP ceiling of the rate limiter (5 x the token limit) applies to
-each, not to the whole test at once.
+A `Subscriber` sends connection_init and subscribes; for every event it keeps the
+balance, the entries' ids, and the delay from the last entry's createdAt (stamped by
+the server inside the change's transaction, just before it commits) to the moment it
+handled the message. An event without entries after the first is a re-read: the
+server filled a gap instead of sending what was missed.
+
+`python -m bench.subscribers JOB` is one process of bench/fanout.py's subscribers: N
+of them; once every one has its first event it prints "ready", and when a line comes
+on stdin it prints one JSON object of what they saw and the CPU it spent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from datetime import datetime
 from typing import Any
 
 import websockets
 
-from bench._fanout_client import QUERY as BALANCE_SUBSCRIPTION
-from bench._load import read_response
-
-BROWSER_CONNECTIONS = 6  # what browsers open per host at most
-CARRIER_CONNECTIONS = 32  # a carrier posts webhooks from a fleet, not from one browser
-TIMEOUT_SECONDS = 30.0
-# uvicorn closes a keep-alive connection after 5 s idle; reusing one that old could meet
-# the close half-way, so it is dropped a second early, as browsers drop theirs.
-IDLE_SECONDS = 4.0
-Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
-
-
-class Browser:
-    """Keep-alive HTTP/1.1 connections from one address; requests wait when all are busy."""
-
-    def __init__(
-        self, host: str, port: int, source: str, connections: int = BROWSER_CONNECTIONS
-    ) -> None:
-        self.host, self.port, self.source = host, port, source
-        self._idle: list[tuple[float, Connection]] = []  # (idle since, connection)
-        self._slots = asyncio.Semaphore(connections)
-
-    async def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
-        """Status and body; raises OSError, TimeoutError or IncompleteReadError."""
-        lines = [f"POST {path} HTTP/1.1", f"Host: {self.host}:{self.port}"]
-        lines += [f"{name}: {value}" for name, value in headers.items()]
-        lines.append(f"Content-Length: {len(body)}")
-        request = ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-        async with self._slots:
-            reader, writer = await self._connection()
-            try:
-                writer.write(request)
-                answer = await asyncio.wait_for(read_response(reader), TIMEOUT_SECONDS)
-            except BaseException:
-                writer.close()
-                raise
-            self._idle.append((time.monotonic(), (reader, writer)))
-            return answer
-
-    async def _connection(self) -> Connection:
-        while self._idle:
-            since, connection = self._idle.pop()
-            if time.monotonic() - since < IDLE_SECONDS:
-                return connection
-            connection[1].close()
-        return await asyncio.open_connection(self.host, self.port, local_addr=(self.source, 0))
-
-    def close(self) -> None:
-        for _, (_, writer) in self._idle:
-            writer.close()
-        self._idle.clear()
+QUERY = (
+    "subscription { balanceChanged {"
+    " balance { total subscriptionCredits purchasedCredits periodStart periodEnd }"
+    " entries { id kind bucket credits balanceAfter amountCents createdAt } } }"
+)
 
 
 class Subscriber:
     """One browser's balanceChanged subscription: what it saw, and when."""
 
-    def __init__(self, url: str, token: str, source: str) -> None:
+    def __init__(self, url: str, token: str, source: str, *, offer_deflate: bool = False) -> None:
         self.url, self.token, self.source = url, token, source
+        self.offer_deflate = offer_deflate
         self.balance: dict[str, Any] | None = None
         self.entry_ids: list[str] = []
         self.events = 0
@@ -87,6 +49,9 @@ class Subscriber:
             async with websockets.connect(
                 self.url,
                 subprotocols=[websockets.Subprotocol("graphql-transport-ws")],
+                # Offered as browsers do when asked; `tally serve` declines it.
+                compression="deflate" if self.offer_deflate else None,
+                open_timeout=60,
                 ping_interval=None,
                 max_queue=None,
                 local_addr=(self.source, 0),
@@ -94,7 +59,7 @@ class Subscriber:
                 init = {"authorization": f"Bearer {self.token}"}
                 await ws.send(json.dumps({"type": "connection_init", "payload": init}))
                 await ws.recv()
-                subscribe = {"query": BALANCE_SUBSCRIPTION}
+                subscribe = {"query": QUERY}
                 await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": subscribe}))
                 self.handle(json.loads(await ws.recv()), first=True)
                 ready.set()
@@ -151,3 +116,42 @@ class Subscriber:
         return self.balance is not None and all(
             self.balance.get(name) == value for name, value in balance.items()
         )
+
+
+async def _fan(job: dict[str, Any]) -> dict[str, Any]:
+    subscribers = [
+        Subscriber(job["url"], job["token"], "127.0.0.1", offer_deflate=True)
+        for _ in range(job["connections"])
+    ]
+    readies = [asyncio.Event() for _ in subscribers]
+    tasks = []
+    for subscriber, ready in zip(subscribers, readies, strict=True):
+        tasks.append(asyncio.create_task(subscriber.run(ready)))
+        await asyncio.sleep(0.002)  # a gentle ramp: no accept-queue overflow at the server
+    for ready in readies:
+        await ready.wait()
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    errors = [error for s in subscribers for error in s.errors]
+    return {
+        "events": sum(s.events for s in subscribers),
+        "delays": [delay for s in subscribers for delay in s.delays_us],
+        "re_reads": sum(s.re_reads for s in subscribers),
+        "errors": errors[:5],
+        "error_count": len(errors),
+        "cpu_seconds": time.process_time(),
+    }
+
+
+def main() -> int:
+    result = asyncio.run(_fan(json.loads(sys.argv[1])))
+    sys.stdout.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

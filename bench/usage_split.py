@@ -1,6 +1,6 @@
 """Where a usage report's time goes, in process: the service call, then GraphQL on top.
 
-Run by bench/usage.py in its own process, with a JSON job on stdin:
+Run by `python -m bench.usage` in its own process, with a JSON job on stdin:
 {"database_url", "account_id", "token", "cases": [{"key", "variables"}], "runs", "warmup"}.
 For each case it times, one call after another on one event loop:
 
@@ -27,7 +27,7 @@ from datetime import date
 from typing import Any
 
 from api.settings import Settings
-from bench._usage_shape import DOCUMENT
+from bench.usage_reports import DOCUMENT
 from models import Account
 from models.db import close_database, open_database
 from schema import schema
@@ -52,9 +52,9 @@ async def run(job: dict[str, Any]) -> dict[str, Any]:
     await open_database(job["database_url"])
     try:
         runtime = Runtime()
-        principal = await tokens.authenticate(job["token"], cache=runtime.tokens)
-        assert principal is not None, "the admin token does not authenticate"
-        actor = principal
+        actor = await tokens.authenticate(job["token"], cache=runtime.tokens)
+        if actor is None:
+            raise RuntimeError("the admin token does not authenticate")
         settings = Settings.from_env()
         result: dict[str, Any] = {}
         for case in job["cases"]:

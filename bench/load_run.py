@@ -15,22 +15,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bench._load_client import (
-    BROWSER_CONNECTIONS,
-    CARRIER_CONNECTIONS,
-    Browser,
-    Subscriber,
-)
-from bench._load_ops import (
+from bench.client import BROWSER_CONNECTIONS, Browser
+from bench.load_plan import (
+    ADMIN,
     BILLING,
     BUY,
+    CARRIER,
     FINAL_STATE,
     MESSAGES,
     POLL,
+    RUNAWAY,
     SEGMENT_INFO,
     SEND,
     USAGE,
     Acks,
+    Op,
+    Profile,
     Refused,
     Tally,
     graphql_body,
@@ -40,8 +40,9 @@ from bench._load_ops import (
     signed,
     webhook_answer,
 )
-from bench._load_plan import ADMIN, CARRIER, RUNAWAY, Op, Profile
+from bench.subscribers import Subscriber
 
+CARRIER_CONNECTIONS = 32  # a carrier posts webhooks from a fleet, not from one browser
 SETTLE_SECONDS = 15.0  # for every subscriber to show the final balance
 BODIES = (
     "Your table for 4 is ready. Reply STOP to opt out.",
@@ -54,7 +55,7 @@ BODIES = (
 
 @dataclass
 class Team:
-    """The account the run uses: tokens and inboxes, made by `bench._load_setup`."""
+    """The account the run uses: tokens and inboxes, made by `bench.load_scenario`."""
 
     admin_token: str
     runaway_token: str
