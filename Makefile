@@ -85,7 +85,7 @@ bench-load: install
 # Spend control's cost per send (alerts, a budget, an endpoint) and notice latency, about
 # 2.5 minutes. Results and how to read them: docs/benchmarks.md ("Spend control").
 bench-spend: install
-	$(BIN)/python bench/spend.py
+	$(BIN)/python -m bench.spend
 
 # History import: `tally import-messages` of 100,000 and 1,000,000 JSON lines, wall time and
 # peak RSS, on SQLite and (when it answers at 127.0.0.1:5432) PostgreSQL; about 3 minutes.

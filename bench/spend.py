@@ -1,6 +1,6 @@
 """Spend control: what alerts, a budget and an endpoint cost a send; how fast notices go out.
 
-    .venv/bin/python bench/spend.py            # or: make bench-spend
+    .venv/bin/python -m bench.spend            # or: make bench-spend
 
 Every phase runs `tally serve` (one worker) on a fresh temporary SQLite database, all on
 127.0.0.1, with an account from `tally create-account` and a MEMBER sending from its
@@ -29,20 +29,15 @@ at p99 <= 100 ms at 100 a second.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
@@ -51,31 +46,42 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench._seed import seed  # noqa: E402
-from bench.send import (  # noqa: E402 - after the path fix, as a script
-    SEND_DOCUMENT,
-    TALLY,
-    Bench,
-    Phase,
-    fmt_ms,
+from bench.client import Job, Phase, launch
+from bench.harness import (
+    Verdict,
+    at_least,
+    below,
+    command_line,
+    create_account,
     free_port,
+    machine,
+    ms,
+    mutate,
     out,
-    post_json,
-    stop,
-    wait_until_up,
+    parse,
+    run_phases,
+    serving,
+    table,
+    tally_env,
+    tally_serve,
+    work_folder,
 )
-from models import Member  # noqa: E402
-from models.db import close_database  # noqa: E402
-from models.enums import BudgetMode, Role  # noqa: E402
-from services import alerts, budgets, messaging, webhook_endpoints  # noqa: E402
-from services.access import Principal  # noqa: E402
-from services.clock import SystemClock  # noqa: E402
-from services.runtime import Runtime  # noqa: E402
+from bench.send_direct import seed
+from models import Member
+from models.db import close_database
+from models.enums import BudgetMode, Role
+from services import alerts, budgets, messaging, webhook_endpoints
+from services.access import Principal
+from services.clock import SystemClock
+from services.runtime import Runtime
 
+PHASES = ("throughput", "service", "notices")
+SEND_DOCUMENT = (
+    "mutation Send($input: SendMessageInput!) { sendMessage(input: $input) {"
+    " message { id status segments credits createdAt }"
+    " balance { total subscriptionCredits purchasedCredits }"
+    " userErrors { code field message } } }"
+)
 GOAL_RATIO = 0.9
 GOAL_NOTICE_P99_MS = 100.0
 NOTICES_PER_CYCLE = 5
@@ -110,71 +116,49 @@ class Tally:
     """A running `tally serve` with an admin and a member who sends from its own inbox."""
 
     url: str
+    port: int
     pid: int
     admin: str
     member: str
     inbox: str
 
-    def call(self, query: str, token: str, **variables: object) -> dict:
-        answer = post_json(self.url, {"query": query, "variables": variables}, token)
-        if answer.get("errors"):
-            raise RuntimeError(f"{query[:40]}…: {answer['errors']}")
-        data: dict = answer["data"]
-        payload = next(iter(data.values()))
-        if payload.get("userErrors"):
-            raise RuntimeError(f"{query[:40]}…: {payload['userErrors']}")
-        return payload
+    def call(self, document: str, token: str, **variables: Any) -> dict[str, Any]:
+        return mutate(self.url, token, document, variables)
 
 
 @contextlib.contextmanager
-def tally(workdir: Path, name: str, monthly_credits: int, env: dict[str, str]) -> Iterator[Tally]:
+def tally(workdir: Path, name: str, monthly_credits: int, **settings: str) -> Iterator[Tally]:
     folder = workdir / name
     folder.mkdir()
-    env = {
-        **os.environ,
-        "TALLY_DATABASE_URL": f"sqlite://{folder / 'tally.db'}",
-        "TALLY_SECRET_KEY": "bench-secret",
-        "TALLY_WEBHOOK_SECRET": "bench-webhook-secret",
-        "TALLY_RATE_LIMIT_PER_TOKEN": "1000000000",
-        "TALLY_RATE_LIMIT_PER_IP": "1000000000",
-        **env,
-    }
-    created = json.loads(
-        subprocess.run(
-            [TALLY, "create-account", "--name", "Bench", "--admin-name", "Admin",
-             "--admin-email", "admin@bench.example", "--monthly-credits", str(monthly_credits),
-             "--json"],
-            env=env, cwd=folder, check=True, capture_output=True, timeout=60,
-        ).stdout
-    )  # fmt: skip
-    port = free_port()
-    log = folder / "serve.log"
-    with log.open("wb") as sink:
-        server = subprocess.Popen(
-            [TALLY, "serve", "--port", str(port)],
-            env=env, cwd=folder, stdout=sink, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}/graphql"
-    try:
-        wait_until_up(url, server, log)
+    env = tally_env(
+        f"sqlite://{folder / 'tally.db'}",
+        # One token from one IP on purpose: the rate limits would measure themselves.
+        rate_limit_per_token="1000000000",
+        rate_limit_per_ip="1000000000",
+        **settings,
+    )
+    created = create_account(env, folder, "--monthly-credits", str(monthly_credits))
+    with serving(tally_serve(), env, folder) as server:
         admin = created["token"]
-        draft = Tally(url, server.pid, admin, "", "")
-        member = draft.call(
-            MEMBER,
+        member = mutate(
+            server.url,
             admin,
-            input={
-                "name": "Sender",
-                "email": "s@bench.example",
-                "personalPhoneNumber": "(415) 555-0142",
+            MEMBER,
+            {
+                "input": {
+                    "name": "Sender",
+                    "email": "s@bench.example",
+                    "personalPhoneNumber": "(415) 555-0142",
+                }
             },
         )["member"]
-        token = draft.call(TOKEN, admin, input={"memberId": member["id"], "name": "bench"})["token"]
-        yield Tally(url, server.pid, admin, token, member["personalInbox"]["id"])
-    finally:
-        stop(server)
+        variables = {"input": {"memberId": member["id"], "name": "bench"}}
+        token = mutate(server.url, admin, TOKEN, variables)["token"]
+        inbox = member["personalInbox"]["id"]
+        yield Tally(server.url, server.port, server.pid, admin, token, inbox)
 
 
-def load(bench: Bench, server: Tally, phase: Phase) -> Phase:
+def load(args: Any, server: Tally, phase: Phase) -> Phase:
     body = json.dumps(
         {
             "query": SEND_DOCUMENT,
@@ -182,29 +166,29 @@ def load(bench: Bench, server: Tally, phase: Phase) -> Phase:
         }
     )
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {server.member}"}
-    port = int(server.url.split(":")[2].split("/")[0])
-    return bench.drive(
-        phase, port=port, path="/graphql", body=body, headers=headers,
-        check="graphql-send", server_pid=server.pid,
+    job = Job(
+        port=server.port, path="/graphql", body=body, headers=headers, check="graphql-send",
+        connections=args.connections, start_at=time.time() + 1.0, warmup=args.warmup,
+        duration=args.duration,
     )  # fmt: skip
+    return launch(phase, job, processes=args.processes, server_pids=[server.pid])
 
 
-def throughput(bench: Bench, workdir: Path, rounds: int) -> tuple[list[Phase], list[Phase]]:
+def throughput(args: Any, workdir: Path) -> tuple[list[Phase], list[Phase]]:
     plain, spend = [], []
-    for n in range(rounds):
+    for n in range(args.rounds):
         out(f"  round {n + 1}: plain")
-        with tally(workdir, f"plain-{n}", 10_000_000, {}) as server:
-            plain.append(load(bench, server, Phase("plain", "no spend control configured")))
+        with tally(workdir, f"plain-{n}", 10_000_000) as server:
+            plain.append(load(args, server, Phase(name="plain", what="nothing configured")))
         out(f"  round {n + 1}: spend")
-        with tally(
-            workdir, f"spend-{n}", 10_000_000, {"TALLY_WEBHOOK_ALLOW_PRIVATE": "1"}
-        ) as server:
+        with tally(workdir, f"spend-{n}", 10_000_000, webhook_allow_private="1") as server:
             server.call(SET_ALERTS, server.admin, t=[100, 1_000, 10_000])
             budget = {"inboxId": server.inbox, "monthlyCredits": 1_000_000, "mode": "SOFT"}
             server.call(SET_BUDGET, server.admin, input=budget)
             # Never called: nothing is crossed (port 9 is discard's, on loopback).
             server.call(ENDPOINT, server.admin, url="http://127.0.0.1:9/hook")
-            spend.append(load(bench, server, Phase("spend", "3 alerts, a SOFT budget, 1 endpoint")))
+            what = "3 alerts, a SOFT budget, 1 endpoint"
+            spend.append(load(args, server, Phase(name="spend", what=what)))
     return plain, spend
 
 
@@ -238,9 +222,8 @@ async def receiver(arrivals: Arrivals) -> AsyncIterator[str]:
 async def notices(workdir: Path, rate: float, seconds: float) -> tuple[int, list[float], float]:
     """Notices raised, their latencies (ms), and the rate achieved (notices/s)."""
     arrivals = Arrivals([])
-    env = {"TALLY_WEBHOOK_ALLOW_PRIVATE": "1"}
     async with receiver(arrivals) as hook:
-        with tally(workdir, "notices", 500_000, env) as server:
+        with tally(workdir, "notices", 500_000, webhook_allow_private="1") as server:
             server.call(ENDPOINT, server.admin, url=hook)
             raised, achieved = await _raise_notices(server, rate, seconds)
             deadline = time.monotonic() + 10
@@ -257,13 +240,13 @@ async def _raise_notices(server: Tally, rate: float, seconds: float) -> tuple[in
     raised = 0
     async with httpx.AsyncClient(timeout=30) as http:
 
-        async def call(query: str, token: str, **variables: object) -> dict:
+        async def call(query: str, token: str, **variables: object) -> dict[str, Any]:
             response = await http.post(
                 server.url,
                 json={"query": query, "variables": variables},
                 headers={"Authorization": f"Bearer {token}"},
             )
-            payload: dict = next(iter(response.json()["data"].values()))
+            payload: dict[str, Any] = next(iter(response.json()["data"].values()))
             if payload.get("userErrors"):
                 raise RuntimeError(payload["userErrors"])
             return payload
@@ -300,7 +283,7 @@ class Side:
 
 async def service(workdir: Path, windows: int, seconds: float) -> tuple[Side, Side]:
     """Sends with spend control off and on, alternating windows on one database."""
-    seeded = await seed(f"sqlite://{workdir / 'service.db'}", keep_open=True)
+    seeded = await seed(f"sqlite://{workdir / 'service.db'}", Runtime(), keep_open=True)
     try:
         runtime, actor, clock = Runtime(), seeded.actor, SystemClock()
         admin_row = await Member.get(account_id=seeded.account_id, role=Role.ADMIN)
@@ -361,90 +344,74 @@ def percentile(values: list[float], fraction: float) -> float | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per load")
-    parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per load")
-    parser.add_argument("--processes", type=int, default=2, help="load client processes")
-    parser.add_argument("--connections", type=int, default=8, help="connections per process")
-    parser.add_argument("--rounds", type=int, default=2, help="plain/spend pairs")
-    parser.add_argument("--notice-rate", type=float, default=100.0, help="notices a second")
-    parser.add_argument("--notice-seconds", type=float, default=20.0, help="notice phase length")
-    parser.add_argument("--windows", type=int, default=6, help="service phase: on/off pairs (even)")
-    parser.add_argument("--window", type=float, default=3.0, help="service phase: seconds each")
-    parser.add_argument("--phases", default="throughput,service,notices", help="a subset of these")
-    args = parser.parse_args(argv)
-    args.synchronous = None
-    args.py_spy = None
-    workdir = Path(tempfile.mkdtemp(prefix="tally-bench-spend-"))
-    plain: list[Phase] = []
-    spend: list[Phase] = []
-    raised, latencies, achieved = 0, [], 0.0
-    service_rates: tuple[Side, Side] | None = None
-    try:
-        if "throughput" in args.phases:
-            out("throughput (plain and spend alternating) ...")
-            plain, spend = throughput(Bench(args, workdir), workdir, args.rounds)
-        if "service" in args.phases:
-            out("service (spend control switched on and off on one database) ...")
-            service_rates = asyncio.run(service(workdir, args.windows, args.window))
-        if "notices" in args.phases:
-            out("notice latency ...")
-            raised, latencies, achieved = asyncio.run(
-                notices(workdir, args.notice_rate, args.notice_seconds)
-            )
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return report(plain, spend, service_rates, raised, latencies, achieved)
+    parser = command_line(__doc__, PHASES, ",".join(PHASES))
+    add = parser.add_argument
+    add("--duration", type=float, default=10.0, help="measured seconds per load")
+    add("--warmup", type=float, default=3.0, help="warm-up seconds per load")
+    add("--processes", type=int, default=2, help="load client processes")
+    add("--connections", type=int, default=16, help="connections in all")
+    add("--rounds", type=int, default=2, help="plain/spend pairs")
+    add("--notice-rate", type=float, default=100.0, help="notices a second")
+    add("--notice-seconds", type=float, default=20.0, help="notice phase length")
+    add("--windows", type=int, default=6, help="service phase: on/off pairs (even)")
+    add("--window", type=float, default=3.0, help="service phase: seconds each")
+    args = parse(parser, argv, PHASES)
+    out(machine())
+    results: dict[str, Any] = {}
+    with work_folder("spend", keep=args.keep) as workdir:
+
+        def run(name: str) -> None:
+            if name == "throughput":
+                results[name] = throughput(args, workdir)
+            elif name == "service":
+                results[name] = asyncio.run(service(workdir, args.windows, args.window))
+            else:
+                results[name] = asyncio.run(notices(workdir, args.notice_rate, args.notice_seconds))
+
+        run_phases(args.chosen, run)
+    out(machine())
+    return report(results).exit_status()
 
 
-def report(
-    plain: list[Phase],
-    spend: list[Phase],
-    service_rates: tuple[Side, Side] | None,
-    raised: int,
-    latencies: list[float],
-    achieved: float,
-) -> int:
-    out("")
-    out("| phase | sends/s | p50 ms | p99 ms | errors |")
-    out("|---|---|---|---|---|")
-    for phase in [p for pair in zip(plain, spend, strict=True) for p in pair]:
-        out(
-            f"| {phase.name} | {phase.rate:.0f} | {fmt_ms(phase.percentile_ms(0.5))} |"
-            f" {fmt_ms(phase.percentile_ms(0.99))} | {phase.errors} |"
+def report(results: dict[str, Any]) -> Verdict:
+    verdict = Verdict()
+    if "throughput" in results:
+        plain, spend = results["throughput"]
+        pairs = [p for pair in zip(plain, spend, strict=True) for p in pair]
+        table(
+            ["phase", "sends/s", "p50 ms", "p99 ms", "errors"],
+            [[p.name, f"{p.rate:.0f}", ms(p.p(0.5)), ms(p.p(0.99)), p.errors] for p in pairs],
         )
-    ratio = sum(p.rate for p in spend) / max(1e-9, sum(p.rate for p in plain))
-    p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
-    out("")
-    if plain:
-        out(f"spend / plain over HTTP: {ratio:.2f} (goal >= {GOAL_RATIO})")
-    service_ratio = None
-    if service_rates is not None:
-        off, on = service_rates
+        ratio = sum(p.rate for p in spend) / max(1e-9, sum(p.rate for p in plain))
+        verdict.goals.append(at_least("throughput: spend / plain over HTTP", ratio, GOAL_RATIO))
+        for phase in pairs:
+            if phase.errors:
+                verdict.fail(f"{phase.name}: {phase.errors} failed sends, e.g. {phase.samples[:1]}")
+    if "service" in results:
+        off, on = results["service"]
         # CPU per send decides: wall-clock rates on a shared machine follow its load.
-        service_ratio = off.cpu_us / max(1e-9, on.cpu_us)
         out(
             f"service: plain {off.rate:.0f}/s at {off.cpu_us:.0f} us CPU a send,"
-            f" spend {on.rate:.0f}/s at {on.cpu_us:.0f} us;"
-            f" CPU plain / spend {service_ratio:.2f} (goal >= {GOAL_RATIO})"
+            f" spend {on.rate:.0f}/s at {on.cpu_us:.0f} us"
         )
-    if raised:
+        ratio = off.cpu_us / max(1e-9, on.cpu_us)
+        verdict.goals.append(at_least("service: CPU a send, plain / spend", ratio, GOAL_RATIO))
+    if "notices" in results:
+        raised, latencies, achieved = results["notices"]
+        p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
         out(
             f"notices: {raised} raised at {achieved:.0f}/s, {len(latencies)} received;"
-            f" latency p50 {fmt_ms(p50)} ms, p99 {fmt_ms(p99)} ms,"
-            f" max {fmt_ms(max(latencies, default=None))} ms"
-            f" (goal p99 <= {GOAL_NOTICE_P99_MS:g} ms)"
+            f" latency p50 {ms(p50)} ms, p99 {ms(p99)} ms,"
+            f" max {ms(max(latencies, default=None))} ms"
         )
-    errors = sum(p.errors for p in plain + spend)
-    throughput_met = not plain or (ratio >= GOAL_RATIO and errors == 0)
-    latency_met = not raised or (
-        len(latencies) == raised and p99 is not None and p99 <= GOAL_NOTICE_P99_MS
-    )
-    service_met = service_ratio is None or service_ratio >= GOAL_RATIO
-    met = throughput_met and latency_met and service_met
-    out("goals met" if met else "goals NOT met")
-    return 0 if met else 1
+        verdict.goals.append(
+            below("notices: p99 commit to receiver", p99, GOAL_NOTICE_P99_MS, " ms")
+        )
+        verdict.goals.append(at_least("notices: raised a second", achieved, 95.0))
+        if len(latencies) != raised:
+            verdict.fail(f"notices: {raised} raised, {len(latencies)} received")
+    return verdict
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())
