@@ -153,12 +153,14 @@ async def commit(runtime: Runtime, account_id: int, rule: Rule[T]) -> Committed[
         changes = [month] if change is None else [month, change]
         return _Outcome(value, changes, _recharge_due(account, tx.entries))
 
-    outcome = await runtime.ledger.submit(account_id, work)
-    recharge = await _after_commit(runtime, account_id, outcome)
-    if outcome.error is not None:
-        raise outcome.error
-    changes = outcome.changes if recharge is None else [*outcome.changes, recharge]
-    return Committed(cast(T, outcome.value), changes)
+    async def then(outcome: _Outcome[T]) -> Committed[T]:
+        recharge = await _after_commit(runtime, account_id, outcome)
+        if outcome.error is not None:
+            raise outcome.error
+        changes = outcome.changes if recharge is None else [*outcome.changes, recharge]
+        return Committed(cast(T, outcome.value), changes)
+
+    return await runtime.ledger.submit(account_id, work, then)
 
 
 async def balance_now(runtime: Runtime, account_id: int) -> Change:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,7 +37,9 @@ from models.sqlite_engine import DirectSqlite, ImmediateSqliteClient
 from services import sql
 
 R = TypeVar("R")
+S = TypeVar("S")
 Work = Callable[[Any, Account], Awaitable[R]]
+Then = Callable[[R], Coroutine[Any, Any, S]]
 
 # Enough to share one fsync among every request a busy process has in flight, and few
 # enough that the first of them does not wait long for the last.
@@ -52,7 +54,9 @@ class AccountMissing(LookupError):
 class _Request(Generic[R]):
     account_id: int
     work: Work[R]
-    future: asyncio.Future[R]
+    then: Then[R, Any]
+    # Resolved once the batch committed, with the task running `then`.
+    future: asyncio.Future[asyncio.Task[Any]]
     result: Any = None
     error: BaseException | None = None
 
@@ -65,14 +69,20 @@ class LedgerWriter:
     _task: asyncio.Task[None] | None = None
     batches: int = 0
 
-    async def submit(self, account_id: int, work: Work[R]) -> R:
-        """Run `work` on the locked account inside the next batch; its result once committed."""
+    async def submit(self, account_id: int, work: Work[R], then: Then[R, S]) -> S:
+        """Run `work` on the locked account inside the next batch, then, once the batch
+        committed, `then` with its result; what `then` returns.
+
+        `then` runs in a task of its own, started by the writer: what must follow a commit
+        (publishing it) happens even when the caller has gone away meanwhile.
+        """
         loop = asyncio.get_running_loop()
-        request: _Request[R] = _Request(account_id, work, loop.create_future())
+        request: _Request[R] = _Request(account_id, work, then, loop.create_future())
         self._queue.append(request)
         if self._task is None or self._task.done() or self._task.get_loop() is not loop:
             self._task = loop.create_task(self._drain(), name="ledger-writer")
-        return await request.future
+        following: asyncio.Task[S] = await request.future
+        return await asyncio.shield(following)
 
     async def aclose(self) -> None:
         """Let the batch in progress and those waiting finish (a server shutting down)."""
@@ -109,7 +119,13 @@ class LedgerWriter:
             return
         self.batches += 1
         for request in batch:
-            _settle(request.future, result=request.result, error=request.error)
+            if request.error is None:
+                after: asyncio.Task[Any] = asyncio.get_running_loop().create_task(
+                    request.then(request.result)
+                )
+                _settle(request.future, result=after)
+            else:
+                _settle(request.future, error=request.error)
 
     async def _on_sqlite(self, batch: list[_Request[Any]]) -> None:
         client = sql.connection()

@@ -155,3 +155,25 @@ async def test_an_orm_query_inside_a_change_fails_instead_of_waiting_forever(
         return
     with pytest.raises(RuntimeError, match="tx.conn"):
         await asyncio.wait_for(ledger.commit(runtime, account.account.id, reads_with_the_orm), 5)
+
+
+async def test_a_change_is_published_even_when_its_caller_left_before_the_commit(
+    account: NewAccount, runtime: Runtime
+) -> None:
+    # given a subscriber of the account, and a change whose caller gives up once it ran
+    subscription = runtime.broker.subscribe(account.account.id)
+    ran = asyncio.Event()
+
+    async def add_one_and_tell(tx: Tx) -> int:
+        ran.set()
+        return await add_one(tx)
+
+    caller = asyncio.create_task(ledger.commit(runtime, account.account.id, add_one_and_tell))
+    await ran.wait()
+    caller.cancel()
+    # then the change commits, and its event still reaches the subscriber
+    event = await asyncio.wait_for(anext(aiter(subscription)), 5)
+    assert event is not None
+    assert [entry.kind for entry in event.entries] == [LedgerEntryKind.PURCHASE]
+    assert await buckets(account.account.id) == Buckets(1000, 1)
+    await subscription.aclose()
