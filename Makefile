@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck unit schema migrations screenshots vendor bench bench-send bench-usage bench-fanout bench-load bench-import clean
+.PHONY: install run test lint typecheck unit schema migrations screenshots vendor bench bench-send bench-usage bench-fanout bench-load bench-import bench-spend clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Tally needs Python 3.11+"'
@@ -82,12 +82,17 @@ bench-fanout: install
 bench-load: install
 	$(BIN)/python -m bench.load $(ARGS)
 
+# Spend control's cost per send (alerts, a budget, an endpoint) and notice latency, about
+# 2.5 minutes. Results and how to read them: docs/benchmarks.md ("Spend control").
+bench-spend: install
+	$(BIN)/python -m bench.spend
+
 # History import: `tally import-messages` of 100,000 and 1,000,000 JSON lines, wall time and
 # peak RSS, on SQLite and (when it answers at 127.0.0.1:5432) PostgreSQL; about 3 minutes.
 bench-import: install
 	$(BIN)/python -m bench.importing $(ARGS)
 
-bench: bench-send bench-usage bench-fanout bench-load bench-import
+bench: bench-send bench-usage bench-fanout bench-load bench-import bench-spend
 
 clean:
 	rm -rf $(VENV) var

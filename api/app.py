@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.routing import Route, WebSocketRoute
 
-from api.background import allotment_sweeper
+from api.background import allotment_sweeper, dispatch_rules
 from api.dashboard import dashboard_routes
 from api.exports import export_routes
 from api.graphql import TallyGraphQL
@@ -19,6 +19,7 @@ from api.settings import Settings
 from api.static_files import asset_routes
 from api.webhooks import webhook_routes
 from models.db import close_database, open_database
+from services.dispatcher import Dispatcher
 from services.runtime import Runtime
 
 
@@ -40,7 +41,8 @@ def create_app(
             return
         await open_database(settings.database_url)
         try:
-            async with runtime.running(), allotment_sweeper(runtime):
+            dispatcher = Dispatcher(clock=runtime.clock, rules=dispatch_rules(settings))
+            async with runtime.running(), allotment_sweeper(runtime), dispatcher.running():
                 _freeze_startup_objects()
                 yield
         finally:

@@ -16,7 +16,9 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+from api.settings import Settings
 from services import allotments, auto_recharge, ledger
+from services.dispatcher import DispatchRules
 from services.runtime import Runtime
 
 log = logging.getLogger("tally.background")
@@ -53,6 +55,14 @@ async def _sweep_forever(runtime: Runtime, interval: float) -> None:
         except Exception:
             log.exception("stalled recharge sweep failed; retrying in %s s", interval)
         await asyncio.sleep(interval)
+
+
+def dispatch_rules(settings: Settings) -> DispatchRules:
+    """How this process's webhook dispatcher sends (services/dispatcher.py)."""
+    return DispatchRules(
+        retry_schedule=settings.webhook_retry_schedule,
+        allow_private=settings.webhook_allow_private,
+    )
 
 
 @contextlib.asynccontextmanager

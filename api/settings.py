@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from api.client_address import Network, trusted_networks
+from services.outbox import DEFAULT_RETRY_SCHEDULE, parse_schedule
 
 log = logging.getLogger("tally")
 
@@ -50,6 +51,10 @@ class Settings:
     max_usage_buckets: int = 20_000
     rate_limit_per_token: int = 1200
     rate_limit_per_ip: int = 120
+    # Outgoing webhooks (services/dispatcher.py): seconds between attempts, and whether
+    # endpoints may be private addresses (development and tests only).
+    webhook_retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
+    webhook_allow_private: bool = False
     # Proxies whose X-Forwarded-For is believed (api/client_address.py); none by default.
     trusted_proxies: tuple[Network, ...] = ()
 
@@ -78,6 +83,8 @@ class Settings:
                 env.get("TALLY_RATE_LIMIT_PER_TOKEN"), defaults.rate_limit_per_token
             ),
             rate_limit_per_ip=_int(env.get("TALLY_RATE_LIMIT_PER_IP"), defaults.rate_limit_per_ip),
+            webhook_retry_schedule=parse_schedule(env.get("TALLY_WEBHOOK_RETRY_SCHEDULE")),
+            webhook_allow_private=_flag(env.get("TALLY_WEBHOOK_ALLOW_PRIVATE"), False),
             trusted_proxies=trusted_networks(env.get("TALLY_TRUSTED_PROXIES")),
         )
 

@@ -10,6 +10,7 @@ from models.credits import (
     SubscriptionPeriod,
 )
 from models.exports import UsageExport
+from models.spend import BalanceAlert, InboxPeriodUsage, Notice, WebhookDelivery, WebhookEndpoint
 from models.usage import UsageAccountDay, UsageDay, UsageMonth
 
 __all__ = [
@@ -17,15 +18,20 @@ __all__ = [
     "ApiToken",
     "AuditEntry",
     "AutoRecharge",
+    "BalanceAlert",
     "IdempotencyRecord",
     "Inbox",
     "InboxAccess",
+    "InboxPeriodUsage",
     "LedgerEntry",
     "Member",
     "Message",
+    "Notice",
     "SubscriptionPeriod",
     "UsageAccountDay",
     "UsageDay",
     "UsageExport",
     "UsageMonth",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

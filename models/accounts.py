@@ -5,7 +5,7 @@ from __future__ import annotations
 from tortoise import fields
 from tortoise.models import Model
 
-from models.enums import InboxKind, Role, WeekStart
+from models.enums import BudgetMode, InboxKind, Role, WeekStart
 
 
 class Account(Model):
@@ -44,6 +44,12 @@ class Account(Model):
     # Set while one process runs a recharge, so that no two run at once for the account.
     auto_recharge_claimed_at = fields.DatetimeField(null=True)
 
+    # Balance alerts, summed up from `balance_alert` so that a change reads them with the
+    # row it locks anyway: a total below `alert_fire_below` fires an ARMED alert, one at
+    # or above `alert_recover_at` re-arms a FIRED one (services/alerts.py).
+    alert_fire_below = fields.IntField(null=True)
+    alert_recover_at = fields.IntField(null=True)
+
     class Meta:
         table = "account"
 
@@ -81,6 +87,9 @@ class Inbox(Model):
     )
     owner_id: int | None
     created_at = fields.DatetimeField()
+    # The monthly credit budget (services/budgets.py); both null without one.
+    budget_credits = fields.IntField(null=True)
+    budget_mode = fields.CharEnumField(BudgetMode, max_length=4, null=True)
 
     class Meta:
         table = "inbox"

@@ -59,6 +59,31 @@ class IdempotencyState(StrEnum):
     FAILED = "FAILED"
 
 
+class AlertState(StrEnum):
+    ARMED = "ARMED"
+    FIRED = "FIRED"
+
+
+class NoticeKind(StrEnum):
+    BALANCE_BELOW_THRESHOLD = "BALANCE_BELOW_THRESHOLD"
+    BALANCE_RECOVERED = "BALANCE_RECOVERED"
+    BUDGET_WARNING = "BUDGET_WARNING"
+    BUDGET_REACHED = "BUDGET_REACHED"
+    AUTO_RECHARGE_FAILED = "AUTO_RECHARGE_FAILED"
+    AUTO_RECHARGE_DISABLED = "AUTO_RECHARGE_DISABLED"
+
+
+class BudgetMode(StrEnum):
+    SOFT = "SOFT"
+    HARD = "HARD"
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "PENDING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
 class AuditAction(StrEnum):
     ACCOUNT_UPDATED = "ACCOUNT_UPDATED"
     MEMBER_CREATED = "MEMBER_CREATED"

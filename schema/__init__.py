@@ -19,9 +19,11 @@ from schema.inputs import compile_inputs
 from schema.limits import QueryLimitsExtension
 from schema.members import MemberMutation
 from schema.messages import MessageMutation, MessageQuery
+from schema.notices import AlertsMutation
 from schema.scalars import Date
 from schema.subscriptions import Subscription, SubscriptionExecutor
 from schema.tokens import TokenMutation
+from schema.webhook_endpoints import WebhookEndpointMutation
 from services.errors import TallyError
 
 Query = merge_types("Query", (AccountQuery, MessageQuery))
@@ -35,6 +37,8 @@ Mutation = merge_types(
         InboxMutation,
         TokenMutation,
         ExportMutation,
+        AlertsMutation,
+        WebhookEndpointMutation,
     ),
 )
 

@@ -20,26 +20,31 @@ from schema.credits import (
     Plan,
     ledger_position,
 )
-from schema.enums import Direction, LedgerEntryKind, WeekStart
+from schema.enums import Direction, LedgerEntryKind, NoticeKind, WeekStart
 from schema.errors import UserError, reports_user_errors
 from schema.forecast import CreditForecast
 from schema.ids import to_id, to_key
 from schema.inboxes import Inbox
 from schema.members import Member
 from schema.messages import MessageConnection, message_position
+from schema.notices import BalanceAlert, NoticeConnection, notice_position
 from schema.pagination import DateRangeInput, page_size, utc_range
 from schema.permissions import IsAdmin
 from schema.usage import Granularity, UsageGroupBy, UsageReport, days_of
+from schema.webhook_endpoints import WebhookEndpoint
 from services import (
     accounts,
+    alerts,
     auto_recharge,
     billing,
     forecast,
     history,
     inboxes,
     members,
+    notices,
     payments,
     usage,
+    webhook_endpoints,
 )
 
 
@@ -195,6 +200,37 @@ class Account:
             runtime=runtime,
         )
         return BillingOverview.from_result(overview)
+
+    @strawberry.field(description="ADMIN. Lowest threshold first.", permission_classes=[IsAdmin])
+    async def balance_alerts(self) -> list[BalanceAlert]:
+        return [
+            BalanceAlert.from_model(row) for row in await alerts.list_alerts(account_id=self.row.id)
+        ]
+
+    @strawberry.field(
+        description="ADMIN. Newest first: what alerts and budgets noticed.",
+        permission_classes=[IsAdmin],
+    )
+    async def notices(
+        self,
+        info: strawberry.Info[Context, Any],
+        first: int | None = 50,
+        after: str | None = None,
+        kinds: list[NoticeKind] | None = None,
+    ) -> NoticeConnection:
+        secret = info.context.settings.secret_key
+        page = await notices.notice_page(
+            account_id=self.row.id,
+            first=page_size(first, default=50),
+            after=notice_position(after, secret=secret),
+            kinds=kinds,
+        )
+        return NoticeConnection.from_result(page, secret=secret)
+
+    @strawberry.field(description="ADMIN. Oldest first.", permission_classes=[IsAdmin])
+    async def webhook_endpoints(self) -> list[WebhookEndpoint]:
+        rows = await webhook_endpoints.list_endpoints(account_id=self.row.id)
+        return [WebhookEndpoint.from_model(row) for row in rows]
 
 
 @strawberry.type

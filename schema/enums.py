@@ -5,12 +5,16 @@ from __future__ import annotations
 import strawberry
 
 from models.enums import (
+    AlertState,
+    BudgetMode,
     CreditBucket,
+    DeliveryStatus,
     Direction,
     Encoding,
     InboxKind,
     LedgerEntryKind,
     MessageStatus,
+    NoticeKind,
     Role,
     WeekStart,
 )
@@ -24,16 +28,24 @@ for _enum in (
     Encoding,
     CreditBucket,
     LedgerEntryKind,
+    AlertState,
+    NoticeKind,
+    BudgetMode,
+    DeliveryStatus,
 ):
     strawberry.enum(_enum)
 
 __all__ = [
+    "AlertState",
+    "BudgetMode",
     "CreditBucket",
+    "DeliveryStatus",
     "Direction",
     "Encoding",
     "InboxKind",
     "LedgerEntryKind",
     "MessageStatus",
+    "NoticeKind",
     "Role",
     "WeekStart",
 ]

@@ -7,15 +7,16 @@ from typing import Any
 import strawberry
 
 from models import Inbox as InboxRow
+from schema.budgets import Budget
 from schema.context import Context
-from schema.enums import InboxKind
+from schema.enums import BudgetMode, InboxKind
 from schema.errors import UserError, reports_user_errors
 from schema.ids import to_id, to_key
 from schema.members import Member
 from schema.pagination import DateRangeInput
 from schema.permissions import IsAdmin
 from schema.usage import Granularity, UsageReport, days_of
-from services import inboxes, usage
+from services import budgets, inboxes, usage
 
 
 @strawberry.type
@@ -26,6 +27,7 @@ class Inbox:
     kind: InboxKind
     key: strawberry.Private[int]
     owner_key: strawberry.Private[int | None]
+    row: strawberry.Private[InboxRow]
 
     @classmethod
     def from_model(cls, row: InboxRow) -> Inbox:
@@ -36,6 +38,7 @@ class Inbox:
             kind=row.kind,
             key=row.id,
             owner_key=row.owner_id,
+            row=row,
         )
 
     @strawberry.field(description="The owner of a PERSONAL inbox.")
@@ -68,6 +71,17 @@ class Inbox:
         )
         return UsageReport.from_result(report)
 
+    @strawberry.field(
+        description=(
+            "The inbox's monthly credit budget, or null. ADMIN, or a member who may use the inbox."
+        )
+    )
+    async def budget(self, info: strawberry.Info[Context, Any]) -> Budget | None:
+        view = await budgets.inbox_budget(
+            actor=info.context.actor, inbox=self.row, clock=info.context.clock
+        )
+        return None if view is None else Budget.from_result(view)
+
 
 @strawberry.input
 class CreateInboxInput:
@@ -80,6 +94,21 @@ class CreateInboxInput:
 
 @strawberry.type
 class CreateInboxPayload:
+    inbox: Inbox | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class SetInboxBudgetInput:
+    inbox_id: strawberry.ID
+    monthly_credits: int | None = strawberry.field(
+        description="1 to 1,000,000; null removes the budget."
+    )
+    mode: BudgetMode = BudgetMode.SOFT
+
+
+@strawberry.type
+class SetInboxBudgetPayload:
     inbox: Inbox | None = None
     user_errors: list[UserError] = strawberry.field(default_factory=list)
 
@@ -100,3 +129,19 @@ class InboxMutation:
             clock=info.context.clock,
         )
         return CreateInboxPayload(inbox=Inbox.from_model(row))
+
+    @strawberry.mutation(
+        description="ADMIN: set or remove an inbox's monthly credit budget.",
+        permission_classes=[IsAdmin],
+    )
+    @reports_user_errors
+    async def set_inbox_budget(
+        self, info: strawberry.Info[Context, Any], input: SetInboxBudgetInput
+    ) -> SetInboxBudgetPayload:
+        row = await budgets.set_inbox_budget(
+            actor=info.context.actor,
+            inbox_id=to_key(input.inbox_id, field="inbox_id"),
+            monthly_credits=input.monthly_credits,
+            mode=input.mode,
+        )
+        return SetInboxBudgetPayload(inbox=Inbox.from_model(row))

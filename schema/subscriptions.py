@@ -35,6 +35,7 @@ from models import LedgerEntry as LedgerEntryRow
 from schema.context import Context, Loaders
 from schema.credits import CreditBalance, LedgerEntry
 from schema.execution import PlainFieldsExecutor
+from schema.notices import Notice
 from services import live
 
 
@@ -43,6 +44,12 @@ class BalanceEvent:
     balance: CreditBalance
     entries: list[LedgerEntry] = strawberry.field(
         description="The ledger entries of this change, in order; empty for the first event."
+    )
+    notices: list[Notice] = strawberry.field(
+        description=(
+            "The notices this change raised, in the order they were raised "
+            "(see RULES.md for who sees which)."
+        )
     )
     # Results of plain-attribute selections, by operation (SubscriptionExecutor).
     results: strawberry.Private[dict[int, tuple[OperationDefinitionNode, ExecutionResult]]] = field(
@@ -53,12 +60,13 @@ class BalanceEvent:
     def from_result(cls, seen: live.LiveEvent) -> BalanceEvent:
         # Every subscriber of the process gets the same event object: build its payload
         # once (per set of hidden messages) and share it.
-        key = ("graphql", seen.hidden_messages)
+        key = ("graphql", seen.hidden_messages, tuple(n.id for n in seen.notices))
         payload = seen.event.memo.get(key)
         if not isinstance(payload, cls):
             payload = cls(
                 balance=CreditBalance.from_result(seen.event.balance),
                 entries=[_entry(row, seen.hidden_messages) for row in seen.event.entries],
+                notices=[Notice.from_result(notice) for notice in seen.notices],
             )
             seen.event.memo[key] = payload
         return payload

@@ -18,16 +18,17 @@ charging process and a recovery never credit twice.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from tortoise.expressions import F, Q
+from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from models import Account, LedgerEntry
 from models.credits import AutoRecharge, RechargeState
-from models.enums import AuditAction, CreditBucket, LedgerEntryKind
+from models.enums import AuditAction, CreditBucket, LedgerEntryKind, NoticeKind
 from services import audit, ledger, sql
 from services.access import Principal, require_admin
 from services.audit import audited
@@ -35,6 +36,7 @@ from services.balance import Change, Posting
 from services.clock import Clock
 from services.errors import InvalidValue, PaymentDeclined, PaymentMethodRequired
 from services.ledger import Tx
+from services.notices import NoticeDraft
 from services.payments import saved_method
 from services.periods import period_at
 from services.runtime import Runtime
@@ -164,7 +166,7 @@ async def maybe_auto_recharge(
             idempotency_key=recharge.charge_key,
         )
     except PaymentDeclined as declined:
-        await _record_decline(recharge, reason=declined.message, now=runtime.clock.now())
+        await _record_decline(runtime, recharge, reason=declined.message)
         return None
     # Any other failure leaves the claim and the PENDING row as they are: the charge may
     # have been made, and recovery asks the provider once the claim has timed out.
@@ -280,32 +282,39 @@ async def _release(account_id: int, *, claimed_at: datetime) -> None:
     )
 
 
-async def _record_decline(recharge: AutoRecharge, *, reason: str, now: datetime) -> None:
+async def _record_decline(runtime: Runtime, recharge: AutoRecharge, *, reason: str) -> None:
     """Settle the recharge as declined and count the decline in the account row itself;
-    turn auto-recharge off at the limit, never back on."""
-    async with in_transaction():
-        await AutoRecharge.filter(id=recharge.id, state__in=UNSETTLED).update(
-            state=RechargeState.DECLINED, failure=reason, settled_at=now
+    turn auto-recharge off at the limit, never back on.
+
+    A change of the account with no entry: it raises AUTO_RECHARGE_FAILED, and
+    AUTO_RECHARGE_DISABLED when this decline turns auto-recharge off, and its balance
+    event carries them (spend control).
+    """
+
+    async def decline(tx: Tx) -> None:
+        values = [RechargeState.DECLINED, reason, tx.now, recharge.id, *UNSETTLED]
+        await sql.run(tx.conn, _DECLINED, values)
+        account = tx.account
+        account.auto_recharge_failures += 1
+        account.auto_recharge_last_failure = reason
+        turned_off = account.auto_recharge_enabled and (
+            account.auto_recharge_failures >= FAILURES_BEFORE_OFF
         )
-        await Account.filter(id=recharge.account_id).update(
-            auto_recharge_failures=F("auto_recharge_failures") + 1,
-            auto_recharge_last_failure=reason,
-        )
-        turned_off = await Account.filter(
-            id=recharge.account_id,
-            auto_recharge_failures__gte=FAILURES_BEFORE_OFF,
-            auto_recharge_enabled=True,
-        ).update(auto_recharge_enabled=False)
+        account.auto_recharge_enabled = account.auto_recharge_enabled and not turned_off
+        await sql.run(tx.conn, _COUNT_DECLINE, [reason, FAILURES_BEFORE_OFF, tx.account_id])
+        tx.raised.append(NoticeDraft(NoticeKind.AUTO_RECHARGE_FAILED, tx.total))
         if turned_off:
-            await audit.record(
-                account_id=recharge.account_id,
-                actor=None,
-                action=AuditAction.AUTO_RECHARGE_DISABLED,
-                now=now,
-                before={"enabled": True},
-                after={"enabled": False},
+            tx.raised.append(NoticeDraft(NoticeKind.AUTO_RECHARGE_DISABLED, tx.total))
+            # The server's own setting change (RULES.md, Audit log), in the same change.
+            changes = audit.changed_fields({"enabled": True}, {"enabled": False})
+            await sql.run(
+                tx.conn,
+                _AUDIT_DISABLED,
+                [tx.account_id, AuditAction.AUTO_RECHARGE_DISABLED, json.dumps(changes), tx.now],
             )
-        await _release(recharge.account_id, claimed_at=recharge.created_at)
+
+    await ledger.commit(runtime, recharge.account_id, decline)
+    await _release(recharge.account_id, claimed_at=recharge.created_at)
 
 
 async def _credit(runtime: Runtime, recharge: AutoRecharge, *, amount_cents: int) -> Change | None:
@@ -343,6 +352,21 @@ async def _mark_credited(tx: Tx, *, recharge_id: int, entry_id: int) -> None:
 
 
 _STATE = "SELECT state FROM auto_recharge WHERE id = ?"
+_DECLINED = (
+    "UPDATE auto_recharge SET state = ?, failure = ?, settled_at = ?"
+    " WHERE id = ? AND state IN (?, ?)"
+)
+_AUDIT_DISABLED = (
+    "INSERT INTO audit_entry (account_id, action, actor_id, target_id, changes, ip, created_at)"
+    " VALUES (?, ?, NULL, NULL, ?, NULL, ?)"
+)
+_COUNT_DECLINE = (
+    "UPDATE account SET auto_recharge_failures = auto_recharge_failures + 1,"
+    " auto_recharge_last_failure = ?,"
+    " auto_recharge_enabled = auto_recharge_enabled AND auto_recharge_failures + 1 < ?"
+    " WHERE id = ?"
+)
+
 _CREDITED = "UPDATE auto_recharge SET state = ?, entry_id = ?, settled_at = ? WHERE id = ?"
 _RESET_FAILURES = (
     "UPDATE account SET auto_recharge_failures = 0, auto_recharge_last_failure = NULL WHERE id = ?"

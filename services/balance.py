@@ -12,6 +12,7 @@ from typing import Any
 
 from models import Account, LedgerEntry
 from models.enums import CreditBucket, LedgerEntryKind
+from services.notices import RaisedNotice
 from services.periods import period_by_index
 
 SUBSCRIPTION = CreditBucket.SUBSCRIPTION
@@ -50,10 +51,11 @@ class Posting:
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """A committed change: the balance right after it and its entries, in order."""
+    """A committed change: the balance right after it, its entries and notices, in order."""
 
     balance: Balance
     entries: Sequence[LedgerEntry] = field(default_factory=tuple)
+    notices: Sequence[RaisedNotice] = field(default_factory=tuple)
 
 
 def balance_of(account: Account) -> Balance:

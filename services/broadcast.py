@@ -31,7 +31,9 @@ from redis.exceptions import RedisError
 
 from models import LedgerEntry
 from models.enums import CreditBucket, LedgerEntryKind
+from services import outbox
 from services.balance import Balance, Change, balance_from_json, balance_to_json
+from services.notices import RaisedNotice
 
 log = logging.getLogger("tally.broadcast")
 
@@ -46,6 +48,8 @@ class BalanceEvent:
 
     balance: Balance
     entries: Sequence[LedgerEntry]
+    # The notices the change raised, in the order raised (services/notices.py).
+    notices: Sequence[RaisedNotice] = ()
     # The broker hands this same object to every subscriber of the process, so what is
     # derived from it (the GraphQL payload, what a member may see) is built once, here.
     memo: dict[object, object] = field(default_factory=dict, compare=False, repr=False, hash=False)
@@ -164,6 +168,7 @@ def event_to_json(event: BalanceEvent) -> str:
         {
             "balance": balance_to_json(event.balance),
             "entries": [_entry_to_json(entry) for entry in event.entries],
+            "notices": [notice.to_json() for notice in event.notices],
         }
     )
 
@@ -173,6 +178,7 @@ def event_from_json(data: str | bytes) -> BalanceEvent:
     return BalanceEvent(
         balance=balance_from_json(payload["balance"]),
         entries=tuple(_entry_from_json(entry) for entry in payload["entries"]),
+        notices=tuple(RaisedNotice.from_json(n) for n in payload.get("notices", ())),
     )
 
 
@@ -296,5 +302,14 @@ def _token_id(data: bytes | str) -> int | None:
 
 
 async def announce(broker: Broker, change: Change) -> None:
-    """Publish a committed change to the account's live subscribers."""
-    await broker.publish(BalanceEvent(balance=change.balance, entries=tuple(change.entries)))
+    """Publish a committed change to the account's live subscribers.
+
+    A change with notices also wakes this process's webhook dispatcher: their
+    deliveries are committed and due now.
+    """
+    if change.notices:
+        outbox.ring()
+    event = BalanceEvent(
+        balance=change.balance, entries=tuple(change.entries), notices=tuple(change.notices)
+    )
+    await broker.publish(event)

@@ -11,6 +11,7 @@
     ├── PaymentMethodRequired    a charge with no saved payment method
     ├── PaymentDeclined          the payment provider declined the charge
     ├── IdempotencyConflict      a key reused with a different input
+    ├── BudgetExceeded           an outbound send that would pass its inbox's HARD budget
     └── UsageBudgetExceeded      a request asking for more usage reports than one may
                                  (QUERY_TOO_COMPLEX: a GraphQL error, never a userError)
 
@@ -83,6 +84,18 @@ class IdempotencyConflict(TallyError):
     code = "IDEMPOTENCY_CONFLICT"
 
 
+class BudgetExceeded(TallyError):
+    code = "BUDGET_EXCEEDED"
+
+    @classmethod
+    def for_send(cls, *, budget: int, used: int, required: int) -> BudgetExceeded:
+        return cls(
+            f"This message needs {required} credits and the inbox has {budget - used} "
+            f"of its {budget} monthly credits left.",
+            field="inbox_id",
+        )
+
+
 class UsageBudgetExceeded(TallyError):
     """A usage report past the request's budget (services/usage_budget.py).
 
@@ -117,4 +130,5 @@ _KINDS: tuple[type[TallyError], ...] = (
     PaymentMethodRequired,
     PaymentDeclined,
     IdempotencyConflict,
+    BudgetExceeded,
 )

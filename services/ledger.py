@@ -29,10 +29,11 @@ from tortoise.transactions import in_transaction
 
 from models import Account, LedgerEntry
 from models.enums import LedgerEntryKind
-from services import allotments, sql
+from services import allotments, spend, sql
 from services.balance import SUBSCRIPTION, Balance, Change, Posting, balance_of, debit_split
 from services.broadcast import announce
 from services.ledger_writer import savepoint
+from services.notices import NoticeDraft
 from services.runtime import Runtime
 
 T = TypeVar("T")
@@ -47,6 +48,10 @@ class Tx:
     account: Account
     now: datetime
     entries: list[LedgerEntry] = field(default_factory=list)
+    # Spend control (issue 12): the inbox months the change's messages count in, and the
+    # notices its rule raised itself; `_finish` turns them into notices.
+    usage: list[spend.Usage] = field(default_factory=list)
+    raised: list[NoticeDraft] = field(default_factory=list)
 
     @property
     def account_id(self) -> int:
@@ -137,7 +142,8 @@ async def commit(runtime: Runtime, account_id: int, rule: Rule[T]) -> Committed[
         if month is None:
             value, change = await _run(rule, tx)
             changes = [] if change is None else [change]
-            return _Outcome(value, changes, bool(changes) and _recharge_due(account, tx.entries))
+            # A change with no entry (a declined recharge's notices) triggers nothing.
+            return _Outcome(value, changes, bool(tx.entries) and _recharge_due(account, tx.entries))
         # The month commits even when the rule fails: it is a change of its own.
         try:
             async with savepoint(conn, account, "rule"):
@@ -215,9 +221,9 @@ async def _apply_due_months(
 
 
 async def _run(rule: Rule[T], tx: Tx) -> tuple[T, Change | None]:
-    """The rule's value, and its change when it posted anything."""
+    """The rule's value, and its change when it posted anything or raised a notice."""
     value = await rule(tx)
-    return value, (await _finish(tx) if tx.entries else None)
+    return value, (await _finish(tx) if tx.entries or tx.raised else None)
 
 
 async def _nothing(tx: Tx) -> None:
@@ -225,8 +231,12 @@ async def _nothing(tx: Tx) -> None:
 
 
 async def _finish(tx: Tx) -> Change:
-    """Every change's own end, inside its transaction: write the buckets, with a new version."""
+    """Every change's own end, inside its transaction: its notices (alerts, budgets, the
+    rule's own, with their webhook deliveries), then the buckets, with a new version."""
     account = tx.account
+    raised = await spend.notices_of_change(
+        tx.conn, account=account, usage=tx.usage, raised=tx.raised, now=tx.now
+    )
     account.balance_version += 1
     await sql.run(
         tx.conn,
@@ -237,10 +247,12 @@ async def _finish(tx: Tx) -> Change:
             account.period_index,
             account.next_period_at,
             account.balance_version,
+            account.alert_fire_below,
+            account.alert_recover_at,
             account.id,
         ],
     )
-    return Change(balance=balance_of(account), entries=tuple(tx.entries))
+    return Change(balance=balance_of(account), entries=tuple(tx.entries), notices=tuple(raised))
 
 
 def _recharge_due(account: Account, entries: Sequence[LedgerEntry]) -> bool:
@@ -274,5 +286,6 @@ _INSERT_ENTRY = (
 )
 _SAVE_BALANCE = (
     "UPDATE account SET subscription_credits = ?, purchased_credits = ?, period_index = ?,"
-    " next_period_at = ?, balance_version = ? WHERE id = ?"
+    " next_period_at = ?, balance_version = ?, alert_fire_below = ?, alert_recover_at = ?"
+    " WHERE id = ?"
 )

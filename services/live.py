@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from models import Message
+from services import notices
 from services.access import Principal
 from services.balance import Balance
 from services.billing import current_balance
 from services.broadcast import BalanceEvent, Subscription
 from services.inboxes import visible_inboxes
+from services.notices import RaisedNotice
 
 if TYPE_CHECKING:
     from services.runtime import Runtime
@@ -35,10 +37,12 @@ HOLD_SECONDS = 0.2
 
 @dataclass(frozen=True, slots=True)
 class LiveEvent:
-    """An event as one viewer may see it: `hidden_messages` are of inboxes it may not use."""
+    """An event as one viewer may see it: `hidden_messages` are of inboxes it may not use,
+    `notices` those of the change's notices it may see (RULES.md, Notices)."""
 
     event: BalanceEvent
     hidden_messages: frozenset[int] = frozenset()
+    notices: tuple[RaisedNotice, ...] = ()
 
 
 class Sequencer:
@@ -114,22 +118,34 @@ async def balance_changes(
             else:
                 ready = order.accept(item)
             for event in ready:
-                yield await for_viewer(event, actor)
+                seen = await for_viewer(event, actor)
+                if seen is not None:
+                    yield seen
     finally:
         await subscription.aclose()
 
 
-async def for_viewer(event: BalanceEvent, actor: Principal) -> LiveEvent:
-    """The event for `actor`: a MEMBER does not see messages of inboxes it may not use."""
+async def for_viewer(event: BalanceEvent, actor: Principal) -> LiveEvent | None:
+    """The event for `actor`, or None when it has nothing `actor` may see.
+
+    A MEMBER does not see messages of inboxes it may not use, nor the notices RULES.md
+    keeps from it; a change with no entry and no notice it may see is not its event.
+    """
     message_ids = {e.message_id for e in event.entries if e.message_id is not None}
-    if actor.is_admin or not message_ids:
+    if actor.is_admin:
+        return LiveEvent(event, notices=tuple(event.notices))
+    if not message_ids and not event.notices:
         return LiveEvent(event)
     # Members of one account share events: look each member's view up once per event.
-    key = ("hidden-messages", actor.member_id)
-    hidden = event.memo.get(key)
-    if not isinstance(hidden, frozenset):
+    key = ("member-view", actor.member_id)
+    view = event.memo.get(key)
+    if not isinstance(view, LiveEvent):
         usable = {inbox.id for inbox in await visible_inboxes(actor)}
         rows = await Message.filter(id__in=message_ids).values_list("id", "inbox_id")
         hidden = frozenset(m for m, inbox_id in rows if inbox_id not in usable)
-        event.memo[key] = hidden
-    return LiveEvent(event, hidden)
+        seen = tuple(n for n in event.notices if notices.visible_to(n, actor, usable))
+        view = LiveEvent(event, hidden, seen)
+        event.memo[key] = view
+    if not event.entries and event.notices and not view.notices:
+        return None
+    return view

@@ -20,8 +20,8 @@ from tortoise.exceptions import IntegrityError
 from tortoise.expressions import Q
 
 from models import Inbox, Message
-from models.enums import CreditBucket, Direction, LedgerEntryKind, MessageStatus
-from services import idempotency, ledger, sql
+from models.enums import BudgetMode, CreditBucket, Direction, LedgerEntryKind, MessageStatus
+from services import budgets, idempotency, ledger, sql
 from services.access import Principal
 from services.auto_recharge import maybe_auto_recharge
 from services.balance import Balance, Posting, balance_from_json, balance_to_json
@@ -35,10 +35,12 @@ from services.errors import (
     TallyError,
 )
 from services.ledger import Tx
+from services.periods import period_at
 from services.phones import to_e164
 from services.rollups import count_message
 from services.runtime import Runtime
 from services.segments import MAX_BODY_CHARACTERS, SegmentCount, count_segments
+from services.spend import Usage
 from services.validation import storable_text
 
 OPERATION = "send_message"
@@ -136,15 +138,23 @@ async def _sending_inbox(tx: Tx, outbound: Outbound) -> str:
     """The number of the inbox the actor sends from, read in the send's change.
 
     Read there rather than before: one statement on the batch's connection instead of two
-    queries of their own, and no way for the inbox to change in between.
+    queries of their own, and no way for the inbox to change in between. A HARD budget
+    on it is checked here, before the balance (spend control, services/budgets.py).
     """
     actor = outbound.actor
     rows = await sql.fetch(tx.conn, _INBOX, [actor.member_id, outbound.inbox_id, actor.account_id])
     if not rows:
         raise NotFound("No such inbox.", field="inbox_id")
-    phone_number, owner_id, listed = rows[0]
+    phone_number, owner_id, listed, budget_mode = rows[0]
     if not (actor.is_admin or owner_id == actor.member_id or listed):
         raise Forbidden("You may not send from this inbox.", field="inbox_id")
+    if budget_mode == BudgetMode.HARD.value:
+        await budgets.check_hard_budget(
+            tx.conn,
+            inbox_id=outbound.inbox_id,
+            period_index=tx.account.period_index,
+            credits=outbound.cost.credits,
+        )
     return str(phone_number)
 
 
@@ -180,6 +190,7 @@ def _storing(outbound: Outbound) -> ledger.Rule[Sent | Message]:
         )
         await tx.debit(LedgerEntryKind.OUTBOUND_MESSAGE, message.credits, message_id=message.id)
         await count_message(tx.conn, tx.account, message, sign=1)
+        tx.usage.append(_usage(tx, message, sign=1))
         if outbound.key is not None:
             await idempotency.record_in_change(
                 tx.conn,
@@ -261,6 +272,7 @@ async def receive_message(
         )
         await tx.debit(LedgerEntryKind.INBOUND_MESSAGE, message.credits, message_id=message.id)
         await count_message(tx.conn, tx.account, message, sign=1)
+        tx.usage.append(_usage(tx, message, sign=1))
         return message
 
     try:
@@ -328,6 +340,7 @@ async def _fail_and_refund(runtime: Runtime, message: Message) -> Balance | None
             return False
         # A FAILED message no longer counts as usage (docs/decisions.md).
         await count_message(tx.conn, tx.account, message, sign=-1)
+        tx.usage.append(_usage(tx, message, sign=-1))
         for bucket, credits, period_index in await sql.fetch(tx.conn, _CHARGES, [message.id]):
             bucket = CreditBucket(bucket)
             if bucket is CreditBucket.SUBSCRIPTION and period_index < tx.account.period_index:
@@ -339,6 +352,19 @@ async def _fail_and_refund(runtime: Runtime, message: Message) -> Balance | None
 
     committed = await ledger.commit(runtime, message.account_id, refund)
     return committed.balance if committed.value else None
+
+
+def _usage(tx: Tx, message: Message, *, sign: int) -> Usage:
+    """What a message (`sign=1`) or its refund (`-1`) adds to its inbox's month: the
+    month the message was sent in, so a refund nets out where its charge counted."""
+    # A new message is the change's own: the current month, applied before the rule ran.
+    month = (
+        tx.account.period_index
+        if sign > 0
+        else period_at(tx.account.created_at, message.created_at).index
+    )
+    outbound = sign > 0 and message.direction is Direction.OUTBOUND
+    return Usage(message.inbox_id, month, sign * message.credits, outbound_send=outbound)
 
 
 async def _insert_message(
@@ -381,7 +407,8 @@ async def _message(conn: BaseDBAsyncClient, message_id: int) -> Message:
 
 _INBOX = (
     "SELECT i.phone_number, i.owner_id, EXISTS (SELECT 1 FROM inbox_access a"
-    " WHERE a.inbox_id = i.id AND a.member_id = ?) FROM inbox i WHERE i.id = ? AND i.account_id = ?"
+    " WHERE a.inbox_id = i.id AND a.member_id = ?), i.budget_mode"
+    " FROM inbox i WHERE i.id = ? AND i.account_id = ?"
 )
 _MESSAGE_COLUMNS = (
     "account_id, inbox_id, direction, from_number, to_number, body, encoding, segments,"

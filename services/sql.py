@@ -71,3 +71,14 @@ async def returning_id(conn: BaseDBAsyncClient, text: str, values: Sequence[Any]
     from ``execute_query``, so this reads them as a query)."""
     rows = await conn.execute_query_dict(sql(conn, text), list(values))
     return int(rows[0]["id"])
+
+
+async def fetch_written(conn: BaseDBAsyncClient, text: str, values: Sequence[Any]) -> list[Any]:
+    """The rows an INSERT/UPDATE … RETURNING answers, each indexable by position.
+
+    Tortoise's asyncpg client drops the rows of statements that start with a write
+    keyword, so there these go through the dict path; name every returned column uniquely.
+    """
+    if not is_postgres(conn):
+        return await fetch(conn, text, values)
+    return [tuple(row.values()) for row in await fetch_dicts(conn, text, values)]

@@ -1,0 +1,76 @@
+"""Outgoing webhook endpoints: where an account's notices are sent (services/outbox.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tortoise.transactions import in_transaction
+
+from models import Account, WebhookEndpoint
+from models.enums import NoticeKind
+from services import outbox, url_guard
+from services.access import Principal, require_admin
+from services.clock import Clock
+from services.errors import InvalidValue, NotFound
+from services.signatures import new_secret
+
+MAX_ENDPOINTS = 10
+
+
+def events_of(endpoint: WebhookEndpoint) -> list[NoticeKind]:
+    """The notice kinds an endpoint receives, in the contract's order."""
+    chosen = set(endpoint.events.split(","))
+    return [kind for kind in NoticeKind if kind.value in chosen]
+
+
+async def create_endpoint(
+    *,
+    actor: Principal,
+    url: str,
+    events: Sequence[NoticeKind] | None,
+    allow_private: bool,
+    clock: Clock,
+) -> tuple[WebhookEndpoint, str]:
+    """Register an endpoint; it and its signing secret (returned this once)."""
+    require_admin(actor, "register webhook endpoints")
+    parts = url_guard.checked_url(url)
+    if events is not None and not events:
+        raise InvalidValue("Choose at least one kind of notice, or null for all.", field="events")
+    if not allow_private:
+        try:
+            await url_guard.ensure_public(parts)
+        except url_guard.UnsafeAddress as refused:
+            raise InvalidValue(str(refused), field="url") from None
+    kinds = list(NoticeKind) if events is None else [k for k in NoticeKind if k in events]
+    secret = new_secret()
+    async with in_transaction():
+        # The account lock: two registrations at once cannot both be the tenth.
+        await Account.select_for_update().get(id=actor.account_id)
+        live = await WebhookEndpoint.filter(account_id=actor.account_id, deleted_at=None).count()
+        if live >= MAX_ENDPOINTS:
+            raise InvalidValue(f"An account has at most {MAX_ENDPOINTS} webhook endpoints.")
+        endpoint = await WebhookEndpoint.create(
+            account_id=actor.account_id,
+            url=url,
+            events=",".join(kind.value for kind in kinds),
+            secret=secret,
+            created_at=clock.now(),
+        )
+    return endpoint, secret
+
+
+async def delete_endpoint(*, actor: Principal, endpoint_id: int, clock: Clock) -> None:
+    """Delete an endpoint and cancel its pending deliveries."""
+    require_admin(actor, "delete webhook endpoints")
+    async with in_transaction():
+        deleted = await WebhookEndpoint.filter(
+            id=endpoint_id, account_id=actor.account_id, deleted_at=None
+        ).update(deleted_at=clock.now())
+        if not deleted:
+            raise NotFound("No such webhook endpoint.", field="endpoint_id")
+        await outbox.cancel_pending(endpoint_id)
+
+
+async def list_endpoints(*, account_id: int) -> list[WebhookEndpoint]:
+    """The account's endpoints, oldest first."""
+    return await WebhookEndpoint.filter(account_id=account_id, deleted_at=None).order_by("id")
