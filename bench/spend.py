@@ -312,8 +312,9 @@ async def service(workdir: Path, windows: int, seconds: float) -> tuple[Side, Si
                 actor=admin, thresholds=[100, 1_000, 10_000] if on else [], clock=clock
             )
             await budgets.set_inbox_budget(
-                actor=admin, inbox_id=seeded.inbox_id, monthly_credits=budget, mode=BudgetMode.SOFT
-            )
+                actor=admin, inbox_id=seeded.inbox_id, monthly_credits=budget,
+                mode=BudgetMode.SOFT, clock=clock,
+            )  # fmt: skip
             if on:
                 await webhook_endpoints.create_endpoint(
                     actor=admin, url="http://127.0.0.1:9/hook", events=None, allow_private=True,

@@ -143,5 +143,6 @@ class InboxMutation:
             inbox_id=to_key(input.inbox_id, field="inbox_id"),
             monthly_credits=input.monthly_credits,
             mode=input.mode,
+            clock=info.context.clock,
         )
         return SetInboxBudgetPayload(inbox=Inbox.from_model(row))

@@ -19,7 +19,8 @@ from datetime import datetime
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from models import Account, BalanceAlert
-from models.enums import AlertState, NoticeKind
+from models.enums import AlertState, AuditAction, NoticeKind
+from services import audit
 from services.access import Principal, require_admin
 from services.clock import Clock
 from services.errors import InvalidValue
@@ -118,6 +119,7 @@ async def set_balance_alerts(
         existing = {
             a.threshold_credits: a for a in await BalanceAlert.filter(account_id=account.id)
         }
+        before = sorted(existing)
         gone = [t for t in existing if t not in wanted]
         if gone:
             await BalanceAlert.filter(account_id=account.id, threshold_credits__in=gone).delete()
@@ -133,6 +135,14 @@ async def set_balance_alerts(
             connection(),
             "UPDATE account SET alert_fire_below = ?, alert_recover_at = ? WHERE id = ?",
             [fire_below, recover_at, account.id],
+        )
+        await audit.record(
+            account_id=account.id,
+            actor=actor,
+            action=AuditAction.BALANCE_ALERTS_SET,
+            now=now,
+            before={"thresholds": before},
+            after={"thresholds": sorted(wanted)},
         )
     return alerts
 

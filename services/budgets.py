@@ -15,8 +15,9 @@ from datetime import datetime
 from tortoise.backends.base.client import BaseDBAsyncClient
 
 from models import Account, Inbox
-from models.enums import BudgetMode, NoticeKind
+from models.enums import AuditAction, BudgetMode, NoticeKind
 from services.access import Principal, require_admin
+from services.audit import audited
 from services.clock import Clock
 from services.errors import BudgetExceeded, Forbidden, InvalidValue, NotFound
 from services.inboxes import may_send_from
@@ -112,18 +113,34 @@ async def count_usage(
 
 
 async def set_inbox_budget(
-    *, actor: Principal, inbox_id: int, monthly_credits: int | None, mode: BudgetMode
+    *,
+    actor: Principal,
+    inbox_id: int,
+    monthly_credits: int | None,
+    mode: BudgetMode,
+    clock: Clock,
 ) -> Inbox:
     """Set (credits per subscription month) or, with None, remove an inbox's budget."""
     require_admin(actor, "set inbox budgets")
     if monthly_credits is not None and not 1 <= monthly_credits <= LARGEST_BUDGET:
         raise InvalidValue(f"A budget is 1 to {LARGEST_BUDGET:,} credits.", field="monthly_credits")
-    inbox = await Inbox.get_or_none(id=inbox_id, account_id=actor.account_id)
-    if inbox is None:
-        raise NotFound("No such inbox.", field="inbox_id")
     chosen = None if monthly_credits is None else mode
-    await Inbox.filter(id=inbox.id).update(budget_credits=monthly_credits, budget_mode=chosen)
+    async with audited(actor=actor, action=AuditAction.INBOX_BUDGET_SET, clock=clock) as entry:
+        inbox = await Inbox.get_or_none(id=inbox_id, account_id=actor.account_id)
+        if inbox is None:
+            raise NotFound("No such inbox.", field="inbox_id")
+        await Inbox.filter(id=inbox.id).update(budget_credits=monthly_credits, budget_mode=chosen)
+        entry.target_id = inbox.id
+        entry.before = _budget_fields(inbox.budget_credits, inbox.budget_mode)
+        entry.after = _budget_fields(monthly_credits, chosen)
     return await Inbox.get(id=inbox.id)
+
+
+def _budget_fields(credits: int | None, mode: BudgetMode | None) -> dict[str, object] | None:
+    """A budget as setInboxBudget's input spells it; None when there is none."""
+    if credits is None or mode is None:
+        return None
+    return {"monthlyCredits": credits, "mode": mode.value}
 
 
 async def inbox_budget(*, actor: Principal, inbox: Inbox, clock: Clock) -> BudgetView | None:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tortoise.transactions import in_transaction
-
 from models import Account, WebhookEndpoint
-from models.enums import NoticeKind
+from models.enums import AuditAction, NoticeKind
 from services import outbox, url_guard
 from services.access import Principal, require_admin
+from services.audit import audited
 from services.clock import Clock
 from services.errors import InvalidValue, NotFound
 from services.signatures import new_secret
@@ -43,7 +42,8 @@ async def create_endpoint(
             raise InvalidValue(str(refused), field="url") from None
     kinds = list(NoticeKind) if events is None else [k for k in NoticeKind if k in events]
     secret = new_secret()
-    async with in_transaction():
+    action = AuditAction.WEBHOOK_ENDPOINT_CREATED
+    async with audited(actor=actor, action=action, clock=clock) as entry:
         # The account lock: two registrations at once cannot both be the tenth.
         await Account.select_for_update().get(id=actor.account_id)
         live = await WebhookEndpoint.filter(account_id=actor.account_id, deleted_at=None).count()
@@ -56,19 +56,32 @@ async def create_endpoint(
             secret=secret,
             created_at=clock.now(),
         )
+        entry.target_id = endpoint.id
+        entry.after = _audited_fields(endpoint)
     return endpoint, secret
 
 
 async def delete_endpoint(*, actor: Principal, endpoint_id: int, clock: Clock) -> None:
     """Delete an endpoint and cancel its pending deliveries."""
     require_admin(actor, "delete webhook endpoints")
-    async with in_transaction():
+    action = AuditAction.WEBHOOK_ENDPOINT_DELETED
+    async with audited(actor=actor, action=action, clock=clock) as entry:
+        endpoint = await WebhookEndpoint.get_or_none(
+            id=endpoint_id, account_id=actor.account_id, deleted_at=None
+        )
         deleted = await WebhookEndpoint.filter(
             id=endpoint_id, account_id=actor.account_id, deleted_at=None
         ).update(deleted_at=clock.now())
-        if not deleted:
+        if not deleted or endpoint is None:
             raise NotFound("No such webhook endpoint.", field="endpoint_id")
         await outbox.cancel_pending(endpoint_id)
+        entry.target_id = endpoint.id
+        entry.before = _audited_fields(endpoint)
+
+
+def _audited_fields(endpoint: WebhookEndpoint) -> dict[str, object]:
+    """The endpoint as its input spells it; never its secret."""
+    return {"url": endpoint.url, "events": endpoint.events.split(",")}
 
 
 async def list_endpoints(*, account_id: int) -> list[WebhookEndpoint]:

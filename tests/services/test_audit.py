@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 
 from models import AuditEntry, Inbox, Member
-from models.enums import AuditAction, Role, WeekStart
+from models.enums import AuditAction, BudgetMode, NoticeKind, Role, WeekStart
 from services.access import Principal
 from services.accounts import NewAccount, update_account
+from services.alerts import set_balance_alerts
 from services.auto_recharge import update_auto_recharge
+from services.budgets import set_inbox_budget
 from services.clock import FrozenClock
 from services.errors import TallyError
 from services.inboxes import create_shared_inbox
@@ -21,6 +23,7 @@ from services.members import create_member
 from services.payments import set_payment_method
 from services.runtime import Runtime
 from services.tokens import create_token, revoke_token
+from services.webhook_endpoints import create_endpoint, delete_endpoint
 from tests.services.conftest import enable_auto_recharge, send
 
 REGION = "US"
@@ -277,3 +280,69 @@ async def test_no_secret_appears_in_any_entry(
     text = json.dumps([entry.changes for entry in await AuditEntry.all()])
     assert await AuditEntry.all().count() == 6
     assert [secret for secret in secrets if secret in text] == []
+
+
+async def test_balance_alerts_log_the_thresholds_before_and_after(
+    admin: Principal, clock: FrozenClock
+) -> None:
+    await set_balance_alerts(actor=admin, thresholds=[500, 100], clock=clock)
+    await set_balance_alerts(actor=admin, thresholds=[100, 500], clock=clock)
+    await set_balance_alerts(actor=admin, thresholds=[], clock=clock)
+    first, removed = await AuditEntry.all().order_by("id")
+    assert (first.action, first.target_id) == (AuditAction.BALANCE_ALERTS_SET, None)
+    assert changes_of(first) == {"thresholds": ([], [100, 500])}
+    assert changes_of(removed) == {"thresholds": ([100, 500], [])}
+
+
+async def test_an_inbox_budget_is_logged_on_its_inbox_and_removing_none_writes_nothing(
+    admin: Principal, clock: FrozenClock
+) -> None:
+    inbox = await create_shared_inbox(
+        actor=admin, name="Desk", phone_number="+14155550177", member_ids=[], region=REGION,
+        clock=clock,
+    )  # fmt: skip
+    await AuditEntry.all().delete()
+    for credits, mode in ((300, BudgetMode.HARD), (None, BudgetMode.SOFT), (None, BudgetMode.SOFT)):
+        await set_inbox_budget(
+            actor=admin, inbox_id=inbox.id, monthly_credits=credits, mode=mode, clock=clock
+        )
+    set_, removed = await AuditEntry.all().order_by("id")
+    assert (set_.action, set_.target_id) == (AuditAction.INBOX_BUDGET_SET, inbox.id)
+    budget = {"monthlyCredits": 300, "mode": "HARD"}
+    assert changes_of(set_) == {"monthlyCredits": (None, 300), "mode": (None, "HARD")}
+    assert changes_of(removed) == {name: (value, None) for name, value in budget.items()}
+
+
+async def test_a_webhook_endpoint_is_logged_without_its_secret_when_made_and_deleted(
+    admin: Principal, clock: FrozenClock
+) -> None:
+    url = "http://127.0.0.1:9/hook"
+    endpoint, secret = await create_endpoint(
+        actor=admin, url=url, events=[NoticeKind.BUDGET_REACHED], allow_private=True, clock=clock
+    )
+    await delete_endpoint(actor=admin, endpoint_id=endpoint.id, clock=clock)
+    created, deleted = await AuditEntry.all().order_by("id")
+    fields = {"url": url, "events": ["BUDGET_REACHED"]}
+    assert (created.action, created.target_id) == (
+        AuditAction.WEBHOOK_ENDPOINT_CREATED,
+        endpoint.id,
+    )
+    assert changes_of(created) == {name: (None, value) for name, value in fields.items()}
+    assert (deleted.action, deleted.target_id) == (
+        AuditAction.WEBHOOK_ENDPOINT_DELETED,
+        endpoint.id,
+    )
+    assert changes_of(deleted) == {name: (value, None) for name, value in fields.items()}
+    assert secret not in json.dumps([created.changes, deleted.changes])
+
+
+async def test_refused_spend_settings_write_no_entry(admin: Principal, clock: FrozenClock) -> None:
+    with pytest.raises(TallyError):
+        await set_balance_alerts(actor=admin, thresholds=[-1], clock=clock)
+    with pytest.raises(TallyError):
+        await set_inbox_budget(
+            actor=admin, inbox_id=10**9, monthly_credits=5, mode=BudgetMode.SOFT, clock=clock
+        )
+    with pytest.raises(TallyError):
+        await delete_endpoint(actor=admin, endpoint_id=10**9, clock=clock)
+    assert await AuditEntry.all().count() == 0
