@@ -11,6 +11,9 @@ from tests.browser.conftest import Demo, Tabs, sign_in
 
 BALANCE = "{ account { balance { total subscriptionCredits purchasedCredits } } }"
 FORECAST = "{ account { forecast { status dailyBurn subscriptionCreditsExpiring } } }"
+SET_ALERTS = """mutation($t: [Int!]!) {
+  setBalanceAlerts(input: {thresholds: $t}) { alerts { state } userErrors { message } }
+}"""
 BUY = """mutation($i: BuyCreditsInput!) {
   buyCredits(input: $i) { balance { total } userErrors { message } }
 }"""
@@ -55,6 +58,21 @@ async def test_billing_shows_the_run_out_forecast(tabs: Tabs, demo: Demo) -> Non
         f"{forecast['subscriptionCreditsExpiring']:,} subscription credits are forecast to "
         "expire unused at the period end."
     )
+
+
+async def test_billing_lists_the_balance_alerts_and_their_states(tabs: Tabs, demo: Demo) -> None:
+    # given an alert far below the balance and one far above it
+    alerts = await demo.graphql(demo.admin, SET_ALERTS, {"t": [10, 1_000_000]})
+    assert [a["state"] for a in alerts["setBalanceAlerts"]["alerts"]] == ["ARMED", "FIRED"]
+    try:
+        # when an admin opens Billing
+        page = await open_billing(tabs, demo)
+        # then both are listed, lowest first, with their state
+        await expect(page.locator("#alerts li")).to_have_text(
+            ["Below 10 credits: armed", "Below 1,000,000 credits: fired"]
+        )
+    finally:
+        await demo.graphql(demo.admin, SET_ALERTS, {"t": []})
 
 
 async def test_buying_credits_updates_the_balance(tabs: Tabs, demo: Demo) -> None:

@@ -1,5 +1,5 @@
-// Billing: the balance by bucket, live from balanceChanged; recent ledger entries;
-// buying credits; auto-recharge.
+// Billing: the balance by bucket, live from balanceChanged; the balance alerts and the
+// run-out forecast; recent ledger entries; buying credits; auto-recharge.
 import { idempotencyKey, live, request } from "./api.js";
 import { count, escape, html, money, showUserErrors, when } from "./dom.js";
 
@@ -13,6 +13,7 @@ const OVERVIEW = `query Billing {
   account {
     paymentMethod { brand last4 }
     forecast { status dailyBurn basedOnDays runOutDate subscriptionCreditsExpiring }
+    balanceAlerts { thresholdCredits state lastFiredAt }
     billingOverview {
       balance { ${BALANCE} }
       plan { name monthlyCredits pricePerCreditCents currency }
@@ -24,7 +25,7 @@ const OVERVIEW = `query Billing {
 }`;
 
 const BALANCE_CHANGED = `subscription Balance {
-  balanceChanged { balance { ${BALANCE} } entries { ${ENTRY} } }
+  balanceChanged { balance { ${BALANCE} } entries { ${ENTRY} } notices { kind } }
 }`;
 
 const BUY = `mutation Buy($input: BuyCreditsInput!) {
@@ -46,6 +47,10 @@ const TEMPLATE = html`<h1 tabindex="-1">Billing</h1>
   </dl>
   <p class="live" id="live-state" aria-live="polite">Connecting…</p>
   <p id="plan"></p>
+  <section class="card stacked" aria-labelledby="alerts-title">
+    <h2 id="alerts-title">Balance alerts</h2>
+    <ul id="alerts" class="last"></ul>
+  </section>
   <section class="card stacked" aria-labelledby="forecast-title">
     <h2 id="forecast-title">Run-out forecast</h2>
     <p id="forecast" class="last"></p>
@@ -92,6 +97,20 @@ function forecastText(forecast) {
   return expiring > 0
     ? `${text} ${count(expiring)} subscription credits are forecast to expire unused at the period end.`
     : text;
+}
+
+function alertItem(alert) {
+  const state =
+    alert.state === "FIRED"
+      ? `fired${alert.lastFiredAt ? ` ${escape(when(alert.lastFiredAt))}` : ""}`
+      : "armed";
+  return html`<li>Below ${count(alert.thresholdCredits)} credits: ${state}</li>`;
+}
+
+function alertsList(alerts) {
+  return alerts.length
+    ? alerts.map(alertItem).join("")
+    : html`<li>None set: an admin sets them with the setBalanceAlerts mutation.</li>`;
 }
 
 function entryRow(entry) {
@@ -147,6 +166,7 @@ export function renderBilling(main) {
       `${count(overview.creditsPurchasedThisPeriod)} bought.`;
     showBalance(overview.balance);
     $("#forecast").textContent = forecastText(account.forecast);
+    $("#alerts").innerHTML = alertsList(account.balanceAlerts);
     entries = [];
     showEntries(overview.recentEntries);
     showAuto(overview.autoRecharge);
@@ -157,6 +177,10 @@ export function renderBilling(main) {
       if (stopped) return;
       showBalance(balanceChanged.balance);
       showEntries([...balanceChanged.entries].reverse());
+      // An alert that fired or recovered: its state is on the page.
+      if (balanceChanged.notices.some((notice) => notice.kind.startsWith("BALANCE_"))) {
+        loadOverview().catch(() => {});
+      }
     },
     onReconnect: () => loadOverview().catch(() => {}),
     onState: (state) => {
