@@ -163,6 +163,23 @@ async def commit(runtime: Runtime, account_id: int, rule: Rule[T]) -> Committed[
     return await runtime.ledger.submit(account_id, work, then)
 
 
+async def record(runtime: Runtime, account_id: int, write: Rule[T]) -> T:
+    """A write of the account's rows that changes no balance (a message's carrier status),
+    committed with the next batch of changes: durable, and no publishing to follow.
+
+    `write` may not post: a balance changes only through `commit`.
+    """
+
+    async def work(conn: BaseDBAsyncClient, account: Account) -> T:
+        tx = Tx(conn, account, runtime.clock.now())
+        value = await write(tx)
+        if tx.entries:
+            raise AssertionError("ledger.record may not post entries: use ledger.commit")
+        return value
+
+    return await runtime.ledger.write(account_id, work)
+
+
 async def balance_now(runtime: Runtime, account_id: int) -> Change:
     """The account's balance now; a month that has started is applied first, as a change
     (which, like any other, may trigger auto-recharge)."""

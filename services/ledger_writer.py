@@ -60,9 +60,10 @@ class AccountMissing(LookupError):
 class _Request(Generic[R]):
     account_id: int
     work: Work[R]
-    then: Then[R, Any]
-    # Resolved once the batch committed, with the task running `then`.
-    future: asyncio.Future[asyncio.Task[Any]]
+    then: Then[R, Any] | None
+    # Resolved once the batch committed: with the task running `then`, or without one,
+    # with the work's result.
+    future: asyncio.Future[Any]
     result: Any = None
     error: BaseException | None = None
 
@@ -82,13 +83,21 @@ class LedgerWriter:
         `then` runs in a task of its own, started by the writer: what must follow a commit
         (publishing it) happens even when the caller has gone away meanwhile.
         """
+        following: asyncio.Task[S] = await self._enqueue(account_id, work, then)
+        return await asyncio.shield(following)
+
+    async def write(self, account_id: int, work: Work[R]) -> R:
+        """Run `work` inside the next batch; its result once the batch committed."""
+        result: R = await self._enqueue(account_id, work, None)
+        return result
+
+    def _enqueue(self, account_id: int, work: Work[R], then: Then[R, Any] | None) -> Any:
         loop = asyncio.get_running_loop()
         request: _Request[R] = _Request(account_id, work, then, loop.create_future())
         self._queue.append(request)
         if self._task is None or self._task.done() or self._task.get_loop() is not loop:
             self._task = loop.create_task(self._drain(), name="ledger-writer")
-        following: asyncio.Task[S] = await request.future
-        return await asyncio.shield(following)
+        return request.future
 
     async def aclose(self) -> None:
         """Let the batch in progress and those waiting finish (a server shutting down)."""
@@ -125,13 +134,15 @@ class LedgerWriter:
             return
         self.batches += 1
         for request in batch:
-            if request.error is None:
+            if request.error is not None:
+                _settle(request.future, error=request.error)
+            elif request.then is None:
+                _settle(request.future, result=request.result)
+            else:
                 after: asyncio.Task[Any] = asyncio.get_running_loop().create_task(
                     request.then(request.result)
                 )
                 _settle(request.future, result=after)
-            else:
-                _settle(request.future, error=request.error)
 
     async def _on_sqlite(self, batch: list[_Request[Any]]) -> None:
         client = sql.connection()

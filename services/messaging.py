@@ -221,7 +221,7 @@ async def _hand_to_carrier(runtime: Runtime, message: Message) -> tuple[Message,
             tx.conn, _MARK_SENT, [MessageStatus.SENT, provider_id, message.id, MessageStatus.QUEUED]
         )
 
-    if (await ledger.commit(runtime, message.account_id, mark_sent)).value:
+    if await ledger.record(runtime, message.account_id, mark_sent):
         message.status, message.provider_message_id = MessageStatus.SENT, provider_id
         return message, None
     return await Message.get(id=message.id), None
