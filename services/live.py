@@ -106,6 +106,7 @@ async def balance_changes(
 ) -> AsyncIterator[LiveEvent]:
     """The account's balance now (no entries), then every committed change in version order."""
     subscription = runtime.broker.subscribe(actor.account_id)
+    usable = UsableInboxes(actor)
     try:
         balance = await current_balance(runtime=runtime, account_id=actor.account_id)
         yield LiveEvent(BalanceEvent(balance=balance, entries=()))
@@ -118,14 +119,16 @@ async def balance_changes(
             else:
                 ready = order.accept(item)
             for event in ready:
-                seen = await for_viewer(event, actor)
+                seen = await for_viewer(event, actor, usable)
                 if seen is not None:
                     yield seen
     finally:
         await subscription.aclose()
 
 
-async def for_viewer(event: BalanceEvent, actor: Principal) -> LiveEvent | None:
+async def for_viewer(
+    event: BalanceEvent, actor: Principal, usable: UsableInboxes
+) -> LiveEvent | None:
     """The event for `actor`, or None when it has nothing `actor` may see.
 
     A MEMBER does not see messages of inboxes it may not use, nor the notices RULES.md
@@ -140,12 +143,40 @@ async def for_viewer(event: BalanceEvent, actor: Principal) -> LiveEvent | None:
     key = ("member-view", actor.member_id)
     view = event.memo.get(key)
     if not isinstance(view, LiveEvent):
-        usable = {inbox.id for inbox in await visible_inboxes(actor)}
-        rows = await Message.filter(id__in=message_ids).values_list("id", "inbox_id")
-        hidden = frozenset(m for m, inbox_id in rows if inbox_id not in usable)
-        seen = tuple(n for n in event.notices if notices.visible_to(n, actor, usable))
+        inboxes = await _message_inboxes(event, message_ids)
+        needed = {*inboxes.values(), *(n.inbox_id for n in event.notices if n.inbox_id)}
+        may_use = await usable.covering(needed)
+        hidden = frozenset(m for m, inbox_id in inboxes.items() if inbox_id not in may_use)
+        seen = tuple(n for n in event.notices if notices.visible_to(n, actor, may_use))
         view = LiveEvent(event, hidden, seen)
         event.memo[key] = view
     if not event.entries and event.notices and not view.notices:
         return None
     return view
+
+
+async def _message_inboxes(event: BalanceEvent, message_ids: set[int]) -> dict[int, int]:
+    """The inbox of each message of the event: read once per event, for every member."""
+    found = event.memo.get("message-inboxes")
+    if not isinstance(found, dict):
+        rows = await Message.filter(id__in=message_ids).values_list("id", "inbox_id")
+        found = event.memo["message-inboxes"] = dict(rows)
+    return found
+
+
+class UsableInboxes:
+    """The inboxes a subscription's member may use, as last read.
+
+    What a member may use only ever grows (inboxes are created with their members, and
+    nothing takes access away), so a set that holds every inbox an event names answers
+    for it; one that does not is read anew. One per subscription: its member is fixed.
+    """
+
+    def __init__(self, actor: Principal) -> None:
+        self._actor = actor
+        self._known: frozenset[int] | None = None
+
+    async def covering(self, needed: set[int]) -> frozenset[int]:
+        if self._known is None or not needed <= self._known:
+            self._known = frozenset(inbox.id for inbox in await visible_inboxes(self._actor))
+        return self._known

@@ -76,6 +76,8 @@ CREATE_TOKEN = """mutation($member: ID!) { createApiToken(input: {memberId: $mem
   token tokenId userErrors { code } } }"""
 REVOKE = """mutation($id: ID!) { revokeApiToken(input: {tokenId: $id}) { revoked } }"""
 NEWEST_ENTRY = "{ account { ledger(first: 1) { nodes { id } } } }"
+SHARED_WITH = """mutation($member: ID!) { createInbox(input: {name: "Team",
+  phoneNumber: "+14155550178", memberIds: [$member]}) { inbox { id } userErrors { code } } }"""
 CREATE_INBOX = """mutation { createInbox(input: {name: "Desk", phoneNumber: "+14155550177"}) {
   inbox { id } userErrors { code } } }"""
 
@@ -386,6 +388,27 @@ async def test_a_member_sees_its_account_but_not_messages_of_inboxes_it_may_not_
         assert (entry["kind"], entry["message"]) == ("OUTBOUND_MESSAGE", None)
         # its own send, from its personal inbox
         message_id = await live.send(token, int(personal["personalInbox"]["id"]), "Mine")
+        [entry] = (await next_event(ws))["entries"]
+        assert entry["message"]["id"] == message_id
+
+
+async def test_a_member_subscribed_before_an_inbox_was_shared_with_it_sees_its_messages(
+    live: Live, api: Api, account: NewAccount, inbox: Inbox
+) -> None:
+    token = await member_token(api, account)
+    member_id = (await live.gql(token, "{ viewer { id } }"))["viewer"]["id"]
+    async with transport_ws(live.ws_url, token) as ws:
+        await subscribe(ws, WITH_MESSAGES)
+        await next_event(ws)
+        # given the member's view of the account, read with a message it may not see
+        await live.send(account.token.secret, inbox.id, "Not yours")
+        [entry] = (await next_event(ws))["entries"]
+        assert entry["message"] is None
+        # when an admin creates a shared inbox that lists the member, and sends from it
+        made = await live.gql(account.token.secret, SHARED_WITH, member=member_id)
+        shared_id = int(made["createInbox"]["inbox"]["id"])
+        message_id = await live.send(account.token.secret, shared_id, "Now yours too")
+        # then the member sees that message
         [entry] = (await next_event(ws))["entries"]
         assert entry["message"]["id"] == message_id
 
