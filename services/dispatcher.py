@@ -60,12 +60,18 @@ class Dispatcher:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """Dispatch in the background for the life of the context."""
+        transport = self._transport or (
+            httpx.AsyncHTTPTransport(
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=20)
+            )
+            if self._rules.allow_private
+            else url_guard.PublicOnlyTransport()
+        )
         client = httpx.AsyncClient(
-            transport=self._transport,
+            transport=transport,
             follow_redirects=False,
             trust_env=False,
             timeout=self._rules.timeout_seconds,
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=20),
         )
         self._bell = outbox.listen()
         loop = asyncio.create_task(self._loop(client), name="webhook-dispatcher")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import re
 import time
@@ -16,7 +17,7 @@ import pytest
 from api.settings import Settings
 from models import Inbox, Notice, WebhookDelivery
 from models.enums import DeliveryStatus
-from services import notices, outbox
+from services import notices, outbox, url_guard
 from services.accounts import NewAccount
 from services.clock import FrozenClock
 from services.dispatcher import Dispatcher, DispatchRules
@@ -387,6 +388,36 @@ async def test_the_url_guard_runs_again_before_every_attempt(
     assert delivery.status is DeliveryStatus.PENDING
     assert delivery.last_status_code is None
     assert (delivery.last_error or "").startswith("Refused: 127.0.0.1 is, or resolves to")
+
+
+async def test_a_name_that_rebinds_to_loopback_after_the_check_is_never_connected_to(
+    api: Api, account: NewAccount, inbox: Inbox, receiver: Receiver, clock: FrozenClock,
+    rules: DispatchRules, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    # given an endpoint named `localhost`, whose resolver answers the check before the
+    # attempt with a public address and only later with loopback (DNS rebinding)
+    token = account.token.secret
+    await create(api, token, receiver.url.replace("127.0.0.1", "localhost"))
+    await cross_a_threshold(api, token, inbox)
+    real_resolve = url_guard.resolve
+    answers = iter([[ipaddress.ip_address("93.184.215.14")]])
+
+    async def rebinding(host: str, port: int) -> list[url_guard.Address]:
+        return next(answers, None) or await real_resolve(host, port)
+
+    monkeypatch.setattr(url_guard, "resolve", rebinding)
+    # when a dispatcher that refuses private addresses attempts it
+    strict = Dispatcher(clock=clock, rules=dataclasses.replace(rules, allow_private=False))
+    async with strict.running():
+        await eventually(lambda: _attempts_are(1))
+    # then the check passed, yet the connection went nowhere near the receiver
+    assert next(answers, None) is None
+    assert receiver.received == []
+    delivery = await WebhookDelivery.get()
+    assert delivery.status is DeliveryStatus.PENDING
+    assert (delivery.last_error or "").startswith(
+        "Refused: localhost is, or resolves to, a non-public address"
+    )
 
 
 async def test_a_receiver_that_never_answers_delays_neither_other_endpoints_nor_requests(

@@ -56,7 +56,7 @@ async def test_the_sign_in_link_shows_the_last_30_days_and_leaves_the_address_ba
         shown(totals["segmentsReceived"]),
     )
     # one table row per day of the range, and a chart
-    assert await page.locator("#usage-table tbody tr").count() == 30
+    await expect(page.locator("#usage-table tbody tr")).to_have_count(30)
     await expect(page.locator("#chart canvas")).to_be_visible()
 
 
@@ -104,7 +104,7 @@ async def test_breaking_down_shows_one_row_per_member_or_shared_inbox(
         )
         groups = usage["account"]["usage"]["groups"]
         rows = page.locator("#usage-table tbody tr")
-        assert await rows.count() == len(groups)
+        await expect(rows).to_have_count(len(groups))
         await expect(page.get_by_role("columnheader", name=header, exact=True)).to_be_visible()
         for index, group in enumerate(groups):
             name = (group["member"] or group["inbox"])["name"]
