@@ -32,7 +32,7 @@ from models.enums import AuditAction, CreditBucket, LedgerEntryKind, NoticeKind
 from services import audit, ledger, sql
 from services.access import Principal, require_admin
 from services.audit import audited
-from services.balance import Change, Posting
+from services.balance import LARGEST_AMOUNT, Change, Posting
 from services.clock import Clock
 from services.errors import InvalidValue, PaymentDeclined, PaymentMethodRequired
 from services.ledger import Tx
@@ -112,6 +112,14 @@ async def update_auto_recharge(
     action = AuditAction.AUTO_RECHARGE_UPDATED
     async with audited(actor=actor, action=action, clock=clock) as entry:
         account = await Account.select_for_update().get(id=actor.account_id)
+        credits = recharge_credits or account.auto_recharge_credits
+        if credits * account.price_per_credit_cents > LARGEST_AMOUNT:
+            most = LARGEST_AMOUNT // account.price_per_credit_cents
+            raise InvalidValue(
+                f"A recharge can charge at most {LARGEST_AMOUNT:,} cents: at most {most:,}"
+                " credits at this account's price.",
+                field="recharge_credits",
+            )
         if enabled:
             if saved_method(account) is None:
                 raise PaymentMethodRequired(
@@ -220,6 +228,9 @@ async def complete_all_stalled_recharges(*, runtime: Runtime, batch: int = 100) 
 async def _recharge_applies(account: Account, required: int | None, *, clock: Clock) -> bool:
     """Whether the rules call for a recharge of `account` as read (see maybe_auto_recharge)."""
     if not account.auto_recharge_enabled:
+        return False
+    if account.auto_recharge_credits * account.price_per_credit_cents > LARGEST_AMOUNT:
+        # Set before the price rule: a charge the ledger could not record is never made.
         return False
     total = account.subscription_credits + account.purchased_credits
     if required is not None:

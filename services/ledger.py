@@ -151,7 +151,11 @@ async def commit(runtime: Runtime, account_id: int, rule: Rule[T]) -> Committed[
         except Exception as error:
             return _Outcome(None, [month], _recharge_due(account, ()), error)
         changes = [month] if change is None else [month, change]
-        return _Outcome(value, changes, _recharge_due(account, tx.entries))
+        # The newest change is the trigger: the month's own when the rule made none, and
+        # none when the rule's has no entry (a decline answers the low balance until the
+        # next change, so the card is not asked again at once).
+        due = (change is None or bool(tx.entries)) and _recharge_due(account, tx.entries)
+        return _Outcome(value, changes, due)
 
     async def then(outcome: _Outcome[T]) -> Committed[T]:
         recharge = await _after_commit(runtime, account_id, outcome)

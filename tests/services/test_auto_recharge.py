@@ -130,6 +130,34 @@ async def test_a_member_may_not_change_auto_recharge(admin: Principal, runtime, 
         await enable_auto_recharge(member, runtime, threshold=100)
 
 
+async def test_a_recharge_whose_amount_passes_the_contracts_int_is_refused(
+    account: NewAccount, admin: Principal, runtime: Runtime, card
+) -> None:
+    # given an account priced at 5,000 cents a credit before prices were capped
+    await Account.filter(id=account.account.id).update(price_per_credit_cents=5000)
+    # when an admin asks for recharges of 1,000,000 credits (5,000,000,000 cents)
+    with pytest.raises(InvalidValue) as caught:
+        await enable_auto_recharge(admin, runtime, threshold=100, credits=1_000_000)
+    # then it is refused on that field, naming the most it allows, and nothing changed
+    assert caught.value.field == "recharge_credits"
+    assert "at most 429,496 credits" in caught.value.message
+    assert not (await Account.get(id=account.account.id)).auto_recharge_enabled
+
+
+async def test_a_recharge_set_before_the_price_cap_whose_amount_cannot_be_recorded_never_charges(
+    account: NewAccount, admin: Principal, inbox: Inbox, runtime: Runtime, payments, card
+) -> None:
+    # given recharges of 1,000,000 credits, then a price that makes them pass the Int
+    await enable_auto_recharge(admin, runtime, threshold=1000, credits=1_000_000)
+    await Account.filter(id=account.account.id).update(price_per_credit_cents=5000)
+    # when a send leaves the total below the threshold
+    await send(runtime, admin, inbox, "Hello")
+    # then the card is never charged for credits the ledger could not record
+    assert payments.charges == {}
+    assert await AutoRecharge.filter(account_id=account.account.id).count() == 0
+    assert await buckets(account.account.id) == Buckets(999, 0)
+
+
 # When it buys
 
 
@@ -395,6 +423,42 @@ async def test_a_decline_does_not_turn_back_on_what_the_admin_turned_off(
     # then it stays off, with the decline recorded
     row = await Account.get(id=account.account.id)
     assert (row.auto_recharge_enabled, row.auto_recharge_failures) == (False, 1)
+
+
+class MonthEndingDecliner(SimulatedPaymentProvider):
+    """Declines each charge, taking long enough for the subscription month to end."""
+
+    clock: FrozenClock
+    attempts: int = 0
+
+    async def charge(
+        self, *, reference: str, amount_cents: int, currency: str, idempotency_key: str
+    ) -> Charge:
+        self.attempts += 1
+        self.clock.advance(timedelta(days=31))
+        raise PaymentDeclined("The card was declined.")
+
+
+async def test_a_decline_committed_with_a_new_month_is_not_retried_at_once(
+    account: NewAccount, admin: Principal, inbox: Inbox, runtime: Runtime, clock: FrozenClock,
+    card,
+) -> None:  # fmt: skip
+    # given 1,000 monthly credits, a threshold of 1,001, and a card that declines while
+    # the month ends, so the decline's change also applies the new month (total 1,000)
+    await enable_auto_recharge(admin, runtime, threshold=1001, credits=500, max_per_period=10)
+    provider = MonthEndingDecliner()
+    provider.clock = clock
+    runtime.payments = provider
+    # when a send triggers a recharge
+    await send(runtime, admin, inbox, "Hello")
+    # then the card was asked once: the decline answers the low balance until the next change
+    assert provider.attempts == 1
+    assert await AutoRecharge.filter(account_id=account.account.id).count() == 1
+    row = await Account.get(id=account.account.id)
+    assert (row.subscription_credits, row.auto_recharge_failures) == (1000, 1)
+    # and the next change triggers it again
+    await send(runtime, admin, inbox, "Hello")
+    assert provider.attempts == 2
 
 
 # Concurrency and events
