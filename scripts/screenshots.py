@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from playwright.async_api import Page, async_playwright
+from playwright.async_api import Page, ViewportSize, async_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -20,7 +20,7 @@ from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, _tokens  # noqa: E40
 from tests.live_server import tally_serve  # noqa: E402
 
 DOCS = ROOT / "docs"
-VIEWPORT = {"width": 1280, "height": 860}
+VIEWPORT = ViewportSize(width=1280, height=860)
 
 
 async def photograph(page: Page, view: str, path: Path) -> None:

@@ -39,6 +39,7 @@ from services.ledger import Tx
 from services.notices import NoticeDraft
 from services.payments import saved_method
 from services.periods import period_at
+from services.purchases import check_amount_fits
 from services.runtime import Runtime
 
 FAILURES_BEFORE_OFF = 3
@@ -113,13 +114,7 @@ async def update_auto_recharge(
     async with audited(actor=actor, action=action, clock=clock) as entry:
         account = await Account.select_for_update().get(id=actor.account_id)
         credits = recharge_credits or account.auto_recharge_credits
-        if credits * account.price_per_credit_cents > LARGEST_AMOUNT:
-            most = LARGEST_AMOUNT // account.price_per_credit_cents
-            raise InvalidValue(
-                f"A recharge can charge at most {LARGEST_AMOUNT:,} cents: at most {most:,}"
-                " credits at this account's price.",
-                field="recharge_credits",
-            )
+        check_amount_fits(account, credits, field="recharge_credits")
         if enabled:
             if saved_method(account) is None:
                 raise PaymentMethodRequired(

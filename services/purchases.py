@@ -33,20 +33,23 @@ def check_credit_amount(credits: int, *, field: str) -> int:
     return credits
 
 
-def _check_purchase_fits(account: Account, credits: int) -> None:
-    """Refuse, before anything is charged, a purchase the ledger could not record.
-
-    LARGEST_AMOUNT is the contract's 32-bit Int. The amount must fit it (plans are priced
-    so that it always does; an account priced before that rule may not), and the balance
-    keeps room for the next month's grant on top.
-    """
+def check_amount_fits(account: Account, credits: int, *, field: str) -> None:
+    """Refuse credits whose amount at the account's price passes the contract's 32-bit Int
+    (LARGEST_AMOUNT). Plans are priced so that it always fits; an account priced before
+    that rule may not."""
     if credits * account.price_per_credit_cents > LARGEST_AMOUNT:
         most = LARGEST_AMOUNT // account.price_per_credit_cents
         raise InvalidValue(
-            f"A purchase can charge at most {LARGEST_AMOUNT:,} cents: buy at most {most:,}"
-            " credits at a time.",
-            field="credits",
+            f"A charge can be at most {LARGEST_AMOUNT:,} cents: at most {most:,} credits"
+            " at this account's price.",
+            field=field,
         )
+
+
+def _check_purchase_fits(account: Account, credits: int) -> None:
+    """Refuse, before anything is charged, a purchase the ledger could not record: its
+    amount must fit, and the balance keeps room for the next month's grant on top."""
+    check_amount_fits(account, credits, field="credits")
     room = LARGEST_AMOUNT - account.monthly_credits - account.purchased_credits
     if credits > room:
         raise InvalidValue(
