@@ -67,7 +67,7 @@ schema = TallySchema(
     scalar_overrides={date: Date},
     extensions=[
         lambda: DocumentParserCache(maxsize=DOCUMENT_CACHE_SIZE),
-        lambda: DocumentValidationCache(maxsize=DOCUMENT_CACHE_SIZE),
+        DocumentValidationCache,
         QueryLimitsExtension,
         Authentication,
         ErrorCodes,

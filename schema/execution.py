@@ -27,10 +27,9 @@ Others are compiled per request.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from operator import attrgetter
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, cast
 
 from graphql import (
     GRAPHQL_MAX_INT,
@@ -57,7 +56,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
 
-from schema.documents import DOCUMENT_CACHE_SIZE, MAX_CACHED_DOCUMENT_CHARACTERS
+from schema.documents import DOCUMENT_CACHE_SIZE, MAX_CACHED_DOCUMENT_CHARACTERS, Kept
 
 __all__ = ["PlainFieldsExecutor"]
 
@@ -73,35 +72,13 @@ class _GiveUp(Exception):
     """The compiled selection met a value only the normal path reports properly."""
 
 
-V = TypeVar("V")
-
-
-class _Kept(Generic[V]):
-    """A bounded LRU map."""
-
-    def __init__(self, maxsize: int) -> None:
-        self.maxsize = maxsize
-        self._entries: OrderedDict[Hashable, V] = OrderedDict()
-
-    def get(self, key: Hashable) -> V | None:
-        value = self._entries.get(key)
-        if value is not None:
-            self._entries.move_to_end(key)
-        return value
-
-    def put(self, key: Hashable, value: V) -> None:
-        self._entries[key] = value
-        if len(self._entries) > self.maxsize:
-            self._entries.popitem(last=False)
-
-
 # Compiled selections by plan key (``_plan_key``), each beside the field set it was
 # compiled from (which keeps the key's nodes alive, so no id in it can be reused).
 Plans = dict[Hashable, tuple[GroupedFieldSet, "Build | None"]]
 # Per operation (by id, the operation kept alive beside): its shared compiled selections,
 # or None when they may not be shared. As many operations as the parser cache keeps
 # documents, so this pins no more than it does.
-_operations: _Kept[tuple[OperationDefinitionNode, Plans | None]] = _Kept(DOCUMENT_CACHE_SIZE)
+_operations: Kept[tuple[OperationDefinitionNode, Plans | None]] = Kept(DOCUMENT_CACHE_SIZE)
 
 
 class PlainFieldsExecutor(StrawberryGraphQLCoreExecutionContext):
