@@ -40,9 +40,12 @@ DATABASE_EPILOG = (
 )
 
 
-def _with_database(settings: Settings, work: Callable[[], Awaitable[int]]) -> int:
+def _with_database(
+    settings: Settings, work: Callable[[], Awaitable[int]], *, migrate: bool = True
+) -> int:
     async def run() -> int:
-        await migrate_database(settings.database_url)
+        if migrate:
+            await migrate_database(settings.database_url)
         await open_database(settings.database_url)
         try:
             return await work()
@@ -66,7 +69,8 @@ def serve(args: argparse.Namespace, settings: Settings) -> int:
         if not args.no_migrate:
             _report_migrations(asyncio.run(migrate_database(settings.database_url)))
         if args.seed_demo:
-            _with_database(settings, lambda: _seed_and_print(settings, public_url))
+            # Migrated above, unless --no-migrate said not to.
+            _with_database(settings, lambda: _seed_and_print(settings, public_url), migrate=False)
         log.info("listening on http://%s:%d", args.host, port)
         config = server_config(args, settings)
         if args.workers > 1:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 import websockets
 
 from api import cli
@@ -278,3 +279,37 @@ def test_the_public_url_follows_host_and_port_when_unset(
 def test_a_public_url_that_is_set_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TALLY_PUBLIC_URL", "https://sms.example/")
     assert cli._follow_public_url("0.0.0.0", 8001) == "https://sms.example"
+
+
+@pytest.mark.parametrize(("no_migrate", "migrations"), [(False, 1), (True, 0)])
+def test_serve_with_seed_demo_migrates_once_or_as_told_not_at_all(
+    monkeypatch: pytest.MonkeyPatch, no_migrate: bool, migrations: int
+) -> None:
+    migrated: list[str] = []
+
+    async def migrate(url: str) -> list[str]:
+        migrated.append(url)
+        return []
+
+    async def seeded(settings: Settings, public_url: str) -> int:
+        return 0
+
+    class Served:
+        started = True
+
+        def __init__(self, config: object) -> None:
+            pass
+
+        def run(self, sockets: object) -> None:
+            pass
+
+    monkeypatch.setattr(cli, "migrate_database", migrate)
+    monkeypatch.setattr(cli, "_seed_and_print", seeded)
+    monkeypatch.setattr(uvicorn, "Server", Served)
+    args = argparse.Namespace(
+        host="127.0.0.1", port=0, workers=1, no_migrate=no_migrate, seed_demo=True
+    )
+    settings = Settings(database_url="sqlite://:memory:", secret_key="s", webhook_secret="w")
+
+    assert cli.serve(args, settings) == 0
+    assert len(migrated) == migrations

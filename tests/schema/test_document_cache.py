@@ -6,7 +6,6 @@ import uuid
 from typing import Any
 
 import pytest
-
 from strawberry.extensions.parser_cache import _get_parse_cache
 from strawberry.extensions.validation_cache import _get_validate_cache
 
@@ -62,13 +61,14 @@ async def test_a_document_over_the_cached_size_is_validated_but_not_kept(
 ) -> None:
     kept = Kept[Any](DOCUMENT_CACHE_SIZE)
     monkeypatch.setattr("schema.documents._validated", kept)
-    strawberrys = _get_validate_cache(DOCUMENT_CACHE_SIZE)
+    strawberrys: Any = _get_validate_cache(DOCUMENT_CACHE_SIZE)
     before = strawberrys.cache_info().currsize
 
     invalid = document(MAX_CACHED_DOCUMENT_CHARACTERS + 100).replace("__typename", "nope")
     assert len(invalid) > MAX_CACHED_DOCUMENT_CHARACTERS
     result = await schema.execute(invalid)
 
-    assert result.errors and "Cannot query field 'nope'" in result.errors[0].message
+    assert result.errors
+    assert "Cannot query field 'nope'" in result.errors[0].message
     assert len(kept) == 0
     assert strawberrys.cache_info().currsize == before
