@@ -153,6 +153,8 @@ def _recorded(attempt: Attempt, schedule: Sequence[float]) -> list[object]:
     error = None if attempt.error is None else attempt.error[:500]
     if attempt.status_code is not None and 200 <= attempt.status_code < 300:
         status, error, next_at = "SUCCEEDED", None, None
+    elif attempt.error == CANCELLED:
+        status, next_at = "FAILED", None
     elif number <= len(schedule):
         status = "PENDING"
         next_at = to_micros(attempt.at + timedelta(seconds=schedule[number - 1]))

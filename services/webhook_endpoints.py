@@ -66,14 +66,15 @@ async def delete_endpoint(*, actor: Principal, endpoint_id: int, clock: Clock) -
     require_admin(actor, "delete webhook endpoints")
     action = AuditAction.WEBHOOK_ENDPOINT_DELETED
     async with audited(actor=actor, action=action, clock=clock) as entry:
+        # The account lock: a change committing notices either wrote its deliveries
+        # before this (they are cancelled here) or sees the endpoint gone.
+        await Account.select_for_update().get(id=actor.account_id)
         endpoint = await WebhookEndpoint.get_or_none(
             id=endpoint_id, account_id=actor.account_id, deleted_at=None
         )
-        deleted = await WebhookEndpoint.filter(
-            id=endpoint_id, account_id=actor.account_id, deleted_at=None
-        ).update(deleted_at=clock.now())
-        if not deleted or endpoint is None:
+        if endpoint is None:
             raise NotFound("No such webhook endpoint.", field="endpoint_id")
+        await WebhookEndpoint.filter(id=endpoint.id).update(deleted_at=clock.now())
         await outbox.cancel_pending(endpoint_id)
         entry.target_id = endpoint.id
         entry.before = _audited_fields(endpoint)

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from api.settings import Settings
-from models import Inbox, Notice, WebhookDelivery
+from models import Inbox, Notice, WebhookDelivery, WebhookEndpoint
 from models.enums import DeliveryStatus
 from services import notices, outbox, url_guard
 from services.accounts import NewAccount
@@ -338,6 +338,25 @@ async def test_deleting_an_endpoint_cancels_its_pending_deliveries(
     assert again["deleteWebhookEndpoint"]["userErrors"] == [
         {"code": "NOT_FOUND", "field": ["input", "endpointId"]}
     ]
+
+
+async def test_a_delivery_still_pending_for_a_deleted_endpoint_fails_at_its_attempt(
+    api: Api, account: NewAccount, inbox: Inbox, receiver: Receiver, clock: FrozenClock,
+    rules: DispatchRules,
+) -> None:  # fmt: skip
+    # given a pending delivery whose endpoint is deleted without it being cancelled
+    token = account.token.secret
+    endpoint = (await create(api, token, receiver.url))["endpoint"]
+    await cross_a_threshold(api, token, inbox)
+    await WebhookEndpoint.filter(id=int(endpoint["id"])).update(deleted_at=clock.now())
+    # when it is attempted
+    async with Dispatcher(clock=clock, rules=rules).running():
+        await eventually(lambda: _attempts_are(1))
+    # then nothing is sent, and it fails for good instead of waiting for a retry
+    assert receiver.received == []
+    delivery = await WebhookDelivery.get()
+    assert (delivery.status, delivery.next_attempt_us) == (DeliveryStatus.FAILED, None)
+    assert delivery.last_error == outbox.CANCELLED
 
 
 async def test_a_notice_of_a_rolled_back_change_is_never_sent(
