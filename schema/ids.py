@@ -7,21 +7,13 @@ import strawberry
 from services.errors import NotFound
 
 _MAX_KEY = 2**63 - 1
-# What services/ says of an id that does not exist, by argument: a malformed id reads the
-# same, so a client sees one message for one case.
-_UNKNOWN = {
-    "inbox_id": "No such inbox.",
-    "member_id": "No such member.",
-    "member_ids": "One of the members does not exist.",
-    "token_id": "No such token.",
-}
 
 
 def to_key(value: strawberry.ID | str, *, field: str) -> int:
     """The database key behind an id; an id that could never exist is NOT_FOUND, like any other."""
     text = str(value)
     if not text.isascii() or not text.isdigit() or not 0 < int(text) <= _MAX_KEY:
-        raise NotFound(_UNKNOWN.get(field, "No such id."), field=field)
+        raise NotFound.unknown(field)
     return int(text)
 
 

@@ -128,7 +128,7 @@ async def set_inbox_budget(
     async with audited(actor=actor, action=AuditAction.INBOX_BUDGET_SET, clock=clock) as entry:
         inbox = await Inbox.get_or_none(id=inbox_id, account_id=actor.account_id)
         if inbox is None:
-            raise NotFound("No such inbox.", field="inbox_id")
+            raise NotFound.unknown("inbox_id")
         await Inbox.filter(id=inbox.id).update(budget_credits=monthly_credits, budget_mode=chosen)
         entry.target_id = inbox.id
         entry.before = _budget_fields(inbox.budget_credits, inbox.budget_mode)

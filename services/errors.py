@@ -39,6 +39,21 @@ class TallyError(Exception):
 class NotFound(TallyError):
     code = "NOT_FOUND"
 
+    @classmethod
+    def unknown(cls, field: str) -> NotFound:
+        """An id given as `field` that names nothing: said the same way by the services and
+        by the edge (for an id that could never exist), one message for one case."""
+        return cls(_UNKNOWN.get(field, "No such id."), field=field)
+
+
+_UNKNOWN = {
+    "inbox_id": "No such inbox.",
+    "member_id": "No such member.",
+    "member_ids": "One of the members does not exist.",
+    "token_id": "No such token.",
+    "endpoint_id": "No such webhook endpoint.",
+}
+
 
 class Forbidden(TallyError):
     code = "FORBIDDEN"

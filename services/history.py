@@ -119,7 +119,7 @@ async def _inbox_scope(actor: Principal, inbox_id: int | None) -> list[int] | No
     if inbox_id is None:
         return visible
     if inbox_id not in visible:
-        raise NotFound("No such inbox.", field="inbox_id")
+        raise NotFound.unknown("inbox_id")
     return [inbox_id]
 
 

@@ -63,7 +63,7 @@ async def create_shared_inbox(
     wanted = set(member_ids)
     found = await Member.filter(account_id=actor.account_id, id__in=wanted).count()
     if found != len(wanted):
-        raise NotFound("One of the members does not exist.", field="member_ids")
+        raise NotFound.unknown("member_ids")
     async with audited(actor=actor, action=AuditAction.INBOX_CREATED, clock=clock) as entry:
         account = await Account.get(id=actor.account_id)
         inbox = await add_inbox(

@@ -83,7 +83,7 @@ async def create_member(
 async def get_member(*, account_id: int, member_id: int) -> Member:
     member = await Member.get_or_none(id=member_id, account_id=account_id)
     if member is None:
-        raise NotFound("No such member.", field="member_id")
+        raise NotFound.unknown("member_id")
     return member
 
 

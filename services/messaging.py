@@ -144,7 +144,7 @@ async def _sending_inbox(tx: Tx, outbound: Outbound) -> str:
     actor = outbound.actor
     rows = await sql.fetch(tx.conn, _INBOX, [actor.member_id, outbound.inbox_id, actor.account_id])
     if not rows:
-        raise NotFound("No such inbox.", field="inbox_id")
+        raise NotFound.unknown("inbox_id")
     phone_number, owner_id, listed, budget_mode = rows[0]
     if not (actor.is_admin or owner_id == actor.member_id or listed):
         raise Forbidden("You may not send from this inbox.", field="inbox_id")

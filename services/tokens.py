@@ -50,7 +50,7 @@ async def create_token(*, actor: Principal, member_id: int, name: str, clock: Cl
     """A new token for a member: an ADMIN's for anyone in the account, a MEMBER's for itself."""
     member = await Member.get_or_none(id=member_id, account_id=actor.account_id)
     if member is None:
-        raise NotFound("No such member.", field="member_id")
+        raise NotFound.unknown("member_id")
     if member.id != actor.member_id:
         require_admin(actor, "create tokens for other members")
     async with audited(actor=actor, action=AuditAction.API_TOKEN_CREATED, clock=clock) as entry:
@@ -66,7 +66,7 @@ async def revoke_token(*, runtime: Runtime, actor: Principal, token_id: int) -> 
     audited)."""
     token = await ApiToken.get_or_none(id=token_id, account_id=actor.account_id)
     if token is None:
-        raise NotFound("No such token.", field="token_id")
+        raise NotFound.unknown("token_id")
     if token.member_id != actor.member_id and not actor.is_admin:
         raise Forbidden("Only an admin may revoke another member's token.", field="token_id")
     clock = runtime.clock

@@ -203,7 +203,7 @@ async def member_usage(
         "account__timezone", "account__week_start", "personal_inboxes__id", "personal_inboxes__kind"
     )
     if not rows:
-        raise NotFound("No such member.", field="member_id")
+        raise NotFound.unknown("member_id")
     owned = ((r["personal_inboxes__id"], r["personal_inboxes__kind"]) for r in rows)
     inbox_ids = tuple(sorted(i for i, kind in owned if kind == InboxKind.PERSONAL))
     scope = _scope_of(actor.account_id, rows[0])
@@ -227,7 +227,7 @@ async def inbox_usage(
         "account__timezone", "account__week_start"
     )
     if not rows:
-        raise NotFound("No such inbox.", field="inbox_id")
+        raise NotFound.unknown("inbox_id")
     scope = _scope_of(actor.account_id, rows[0])
     return await _report(scope, (inbox_id,), [], days, granularity, clock, budget)
 

@@ -73,7 +73,7 @@ async def delete_endpoint(*, actor: Principal, endpoint_id: int, clock: Clock) -
             id=endpoint_id, account_id=actor.account_id, deleted_at=None
         )
         if endpoint is None:
-            raise NotFound("No such webhook endpoint.", field="endpoint_id")
+            raise NotFound.unknown("endpoint_id")
         await WebhookEndpoint.filter(id=endpoint.id).update(deleted_at=clock.now())
         await outbox.cancel_pending(endpoint_id)
         entry.target_id = endpoint.id

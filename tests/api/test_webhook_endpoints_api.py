@@ -359,6 +359,20 @@ async def test_a_delivery_still_pending_for_a_deleted_endpoint_fails_at_its_atte
     assert delivery.last_error == outbox.CANCELLED
 
 
+async def test_a_malformed_endpoint_id_reads_like_an_unknown_endpoint(
+    api: Api, account: NewAccount
+) -> None:
+    deleting = """mutation($id: ID!) { deleteWebhookEndpoint(input: {endpointId: $id}) {
+      userErrors { code message } } }"""
+    answers = [
+        (await data(api, account.token.secret, deleting, id=endpoint_id))
+        for endpoint_id in ("not-an-id", "987654")
+    ]
+    assert [a["deleteWebhookEndpoint"]["userErrors"] for a in answers] == 2 * [
+        [{"code": "NOT_FOUND", "message": "No such webhook endpoint."}]
+    ]
+
+
 async def test_a_notice_of_a_rolled_back_change_is_never_sent(
     api: Api, account: NewAccount, inbox: Inbox, receiver: Receiver, dispatcher: Dispatcher,
     monkeypatch: pytest.MonkeyPatch,
