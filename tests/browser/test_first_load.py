@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlencode
 
-from playwright.async_api import Page, expect
+from playwright.async_api import Page, Route, expect
 
 from tests.browser.conftest import Demo, Tabs, reload_report, sign_in
 
@@ -75,6 +75,43 @@ async def test_signing_in_with_the_keyboard(tabs: Tabs, demo: Demo) -> None:
     await page.get_by_role("button", name="Sign out").click()
     await expect(page.get_by_role("button", name="Sign in")).to_be_visible()
     assert await page.evaluate("sessionStorage.getItem('tally.token')") is None
+
+
+async def test_a_failed_sign_in_that_is_not_the_tokens_fault_keeps_the_token(
+    tabs: Tabs, demo: Demo
+) -> None:
+    # given a server that cannot be reached for the first request
+    page = await tabs.open()
+    failures = [1]
+
+    async def unreachable_once(route: Route) -> None:
+        if failures:
+            failures.pop()
+            await route.abort()
+        else:
+            await route.fallback()
+
+    await page.route(f"{demo.server.url}/graphql", unreachable_once)
+    await page.goto(f"{demo.server.url}/app/#token={demo.admin}")
+    # then the problem is shown, the token is kept, and "Sign in" tries again
+    await expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    assert await page.evaluate("sessionStorage.getItem('tally.token')") == demo.admin
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.get_by_role("heading", name="Analytics")).to_be_visible()
+
+
+async def test_an_admin_signing_in_after_a_member_in_one_tab_sees_billing(
+    tabs: Tabs, demo: Demo
+) -> None:
+    page = await tabs.open()
+    await sign_in(page, demo, demo.member)
+    nav = page.get_by_role("navigation", name="Main")
+    await expect(nav.get_by_role("link", name="Compose")).to_be_visible()
+    await expect(nav.get_by_role("link", name="Billing")).to_have_count(0)
+    await page.get_by_role("button", name="Sign out").click()
+    await page.get_by_label("API token").fill(demo.admin)
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(nav.get_by_role("link", name="Billing")).to_be_visible()
 
 
 async def tab_to(page: Page, name: str) -> None:

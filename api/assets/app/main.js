@@ -27,7 +27,7 @@ function takeTokenFromAddress() {
   history.replaceState(null, "", `${location.pathname}#/analytics`);
 }
 
-function showSignIn(problem = "") {
+function showSignIn(problem = "", secret = "") {
   stopView();
   nav.hidden = true;
   menu.hidden = true;
@@ -42,6 +42,7 @@ function showSignIn(problem = "") {
       <p class="error" id="sign-in-error" role="alert">${escape(problem)}</p>
     </form>`;
   const form = main.querySelector("form");
+  form.token.value = secret;
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     const secret = form.token.value.trim();
@@ -68,8 +69,8 @@ function route() {
     name = "analytics";
   }
   for (const link of nav.querySelectorAll("a")) {
-    link.toggleAttribute("aria-current", link.getAttribute("href") === `#/${name}`);
-    if (link.hasAttribute("aria-current")) link.setAttribute("aria-current", "page");
+    if (link.getAttribute("href") === `#/${name}`) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
   }
   stopView();
   main.replaceChildren();
@@ -91,14 +92,16 @@ async function start() {
   try {
     data = await request(VIEWER);
   } catch (error) {
-    signOut(error.code === "UNAUTHENTICATED" ? "That token is not valid." : error.message);
+    if (error.code === "UNAUTHENTICATED") signOut("That token is not valid.");
+    // Anything else (the server unreachable, busy or failing) says nothing of the token:
+    // it is kept, and "Sign in" tries again.
+    else showSignIn(error.message, token());
     return;
   }
   session = data;
   for (const link of nav.querySelectorAll("[data-role]")) {
     link.hidden = link.dataset.role !== data.viewer.role;
   }
-  if (data.viewer.role !== "ADMIN") nav.querySelector("[data-role]")?.remove();
   document.getElementById("who").textContent = `${data.viewer.name} · ${data.account.name}`;
   nav.hidden = false;
   menu.hidden = false;
