@@ -31,7 +31,6 @@ from redis.exceptions import RedisError
 
 from models import LedgerEntry
 from models.enums import CreditBucket, LedgerEntryKind
-from services import outbox
 from services.balance import Balance, Change, balance_from_json, balance_to_json
 from services.notices import RaisedNotice
 
@@ -302,13 +301,7 @@ def _token_id(data: bytes | str) -> int | None:
 
 
 async def announce(broker: Broker, change: Change) -> None:
-    """Publish a committed change to the account's live subscribers.
-
-    A change with notices also wakes this process's webhook dispatcher: their
-    deliveries are committed and due now.
-    """
-    if change.notices:
-        outbox.ring()
+    """Publish a committed change to the account's live subscribers."""
     event = BalanceEvent(
         balance=change.balance, entries=tuple(change.entries), notices=tuple(change.notices)
     )

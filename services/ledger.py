@@ -8,9 +8,10 @@ rest, once, for every change: it runs the rule in the process's next batch
 (services/ledger_writer.py) under the account's lock, first applying a subscription
 month that has started as a change of its own; keeps each bucket's balance equal to the
 sum of its entries and `balance_after` in commit order; writes the account's buckets;
-commits; and then, in `_after_commit`, publishes each change's balance event and runs
-auto-recharge. A rule that must hold for every change belongs in `_finish` (inside the
-transaction) or `_after_commit` (after it), and nowhere else.
+commits; and then, in `_after_commit`, wakes the webhook dispatcher for notices,
+publishes each change's balance event and runs auto-recharge. A rule that must hold for
+every change belongs in `_finish` (inside the transaction) or `_after_commit` (after
+it), and nowhere else.
 
 Rules run inside the batch's transaction: they must not use the ORM, and must not wait
 on anything but the database (services/ledger_writer.py says why).
@@ -29,7 +30,7 @@ from tortoise.transactions import in_transaction
 
 from models import Account, LedgerEntry
 from models.enums import LedgerEntryKind
-from services import allotments, spend, sql
+from services import allotments, outbox, spend, sql
 from services.balance import SUBSCRIPTION, Balance, Change, Posting, balance_of, debit_split
 from services.broadcast import announce
 from services.ledger_writer import savepoint
@@ -292,6 +293,9 @@ def _recharge_due(account: Account, entries: Sequence[LedgerEntry]) -> bool:
 async def _after_commit(runtime: Runtime, account_id: int, outcome: _Outcome[T]) -> Change | None:
     """Publish the changes, then auto-recharge when one is due; the recharge's change."""
     for change in outcome.changes:
+        if change.notices:
+            # Their webhook deliveries are committed and due now.
+            outbox.ring()
         await announce(runtime.broker, change)
     if not outcome.recharge_due:
         return None
