@@ -9,16 +9,16 @@ import strawberry
 
 from models import Account as AccountRow
 from models.enums import AuditAction
-from schema.audit import AuditEntryConnection, audit_position
+from schema.audit import AUDIT_CURSORS, AuditEntryConnection
 from schema.context import Context
 from schema.credits import (
+    LEDGER_CURSORS,
     AutoRecharge,
     BillingOverview,
     CreditBalance,
     LedgerEntryConnection,
     PaymentMethod,
     Plan,
-    ledger_position,
 )
 from schema.enums import Direction, LedgerEntryKind, NoticeKind, WeekStart
 from schema.errors import UserError, reports_user_errors
@@ -27,7 +27,7 @@ from schema.ids import to_id, to_key
 from schema.inboxes import Inbox
 from schema.members import Member
 from schema.messages import MessageConnection, message_position
-from schema.notices import BalanceAlert, NoticeConnection, notice_position
+from schema.notices import NOTICE_CURSORS, BalanceAlert, NoticeConnection
 from schema.pagination import DateRangeInput, page_size, utc_range
 from schema.permissions import IsAdmin
 from schema.usage import Granularity, UsageGroupBy, UsageReport, days_of
@@ -133,7 +133,7 @@ class Account:
         page = await history.ledger_page(
             account_id=self.row.id,
             first=page_size(first, default=50),
-            after=ledger_position(after, secret=secret),
+            after=LEDGER_CURSORS.decode_id(after, secret=secret),
             span=utc_range(range, self.timezone),
             kinds=kinds,
         )
@@ -186,7 +186,7 @@ class Account:
         page = await history.audit_page(
             account_id=self.row.id,
             first=page_size(first, default=50),
-            after=audit_position(after, secret=secret),
+            after=AUDIT_CURSORS.decode_id(after, secret=secret),
             span=utc_range(range, self.timezone),
             actions=actions,
         )
@@ -222,7 +222,7 @@ class Account:
         page = await notices.notice_page(
             account_id=self.row.id,
             first=page_size(first, default=50),
-            after=notice_position(after, secret=secret),
+            after=NOTICE_CURSORS.decode_id(after, secret=secret),
             kinds=kinds,
         )
         return NoticeConnection.from_result(page, secret=secret)

@@ -85,9 +85,3 @@ class AuditEntryConnection(Connection[AuditEntry]):
             node=AuditEntry.from_model,
             cursor=lambda row: AUDIT_CURSORS.encode([row.id], secret=secret),
         )
-
-
-def audit_position(after: str | None, *, secret: str) -> int | None:
-    """The entry id behind an audit log cursor."""
-    position = AUDIT_CURSORS.decode(after, secret=secret)
-    return None if position is None else position[0]

@@ -163,12 +163,6 @@ class LedgerEntryConnection(Connection[LedgerEntry]):
         )
 
 
-def ledger_position(after: str | None, *, secret: str) -> int | None:
-    """The entry id behind a ledger cursor."""
-    position = LEDGER_CURSORS.decode(after, secret=secret)
-    return None if position is None else position[0]
-
-
 @strawberry.type
 class BillingOverview:
     balance: CreditBalance

@@ -15,8 +15,9 @@ from schema.errors import UserError, reports_user_errors
 from schema.ids import to_id, to_key
 from schema.inboxes import Inbox
 from schema.members import Member
-from schema.pagination import Connection, CursorCodec, from_micros, to_micros
+from schema.pagination import Connection, CursorCodec
 from services import billing, messaging
+from services.clock import from_micros, to_micros
 from services.history import MessagePosition, Page
 from services.segments import SegmentCount
 

@@ -95,11 +95,6 @@ class NoticeConnection(Connection[Notice]):
         )
 
 
-def notice_position(after: str | None, *, secret: str) -> int | None:
-    position = NOTICE_CURSORS.decode(after, secret=secret)
-    return None if position is None else position[0]
-
-
 @strawberry.input
 class SetBalanceAlertsInput:
     thresholds: list[int] = strawberry.field(

@@ -89,11 +89,10 @@ class WebhookEndpoint:
         self, info: strawberry.Info[Context, Any], first: int | None = 20, after: str | None = None
     ) -> WebhookDeliveryConnection:
         secret = info.context.settings.secret_key
-        position = DELIVERY_CURSORS.decode(after, secret=secret)
         page = await outbox.delivery_page(
             endpoint_id=self.key,
             first=page_size(first, default=20),
-            after=None if position is None else position[0],
+            after=DELIVERY_CURSORS.decode_id(after, secret=secret),
         )
         return WebhookDeliveryConnection.from_result(page, secret=secret)
 
