@@ -78,7 +78,10 @@ class Inbox:
     )
     async def budget(self, info: strawberry.Info[Context, Any]) -> Budget | None:
         view = await budgets.inbox_budget(
-            actor=info.context.actor, inbox=self.row, clock=info.context.clock
+            actor=info.context.actor,
+            account=await info.context.account(),
+            inbox=self.row,
+            clock=info.context.clock,
         )
         return None if view is None else Budget.from_result(view)
 

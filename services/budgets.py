@@ -143,13 +143,15 @@ def _budget_fields(credits: int | None, mode: BudgetMode | None) -> dict[str, ob
     return {"monthlyCredits": credits, "mode": mode.value}
 
 
-async def inbox_budget(*, actor: Principal, inbox: Inbox, clock: Clock) -> BudgetView | None:
-    """The inbox's budget and its use this subscription month; ADMIN or a member who may use it."""
+async def inbox_budget(
+    *, actor: Principal, account: Account, inbox: Inbox, clock: Clock
+) -> BudgetView | None:
+    """The inbox's budget and its use this subscription month; ADMIN or a member who may
+    use it. `account` is the inbox's, as the caller has it already."""
     if not actor.is_admin and not await may_send_from(actor, inbox):
         raise Forbidden("Only an admin or a member who may use this inbox may see its budget.")
     if inbox.budget_credits is None or inbox.budget_mode is None:
         return None
-    account = await Account.get(id=inbox.account_id)
     period = period_at(account.created_at, clock.now())
     used = await fetch(
         connection(),
