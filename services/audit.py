@@ -18,9 +18,9 @@ revoked token). A creation leaves ``before`` as None (every field's ``before`` i
 removal leaves ``after`` as None. Field names are the mutation's input fields as the schema
 spells them (``thresholdCredits``), values anything JSON can write; secrets are never
 passed in (a payment method is ``{"brand", "last4"}``, a token its ``name`` and
-``memberId``). ``actor=None`` is the server itself (AUTO_RECHARGE_DISABLED), which has no
-address. Code that already holds the change's transaction (the server's own actions, or a
-balance change inside the ledger's door) calls ``record`` instead, with the same arguments.
+``memberId``). Code that already holds the change's transaction calls ``record`` instead,
+with the same arguments; the server's own change inside a ledger change
+(AUTO_RECHARGE_DISABLED: no actor, no address) calls ``record_server_change``.
 
 The entry is append-only: nothing here, or anywhere, updates or deletes one. Reading the
 log: ``services.history.audit_page``.
@@ -34,14 +34,16 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.transactions import in_transaction
 
 from models import AuditEntry
 from models.enums import AuditAction
+from services import sql
 from services.access import Principal
 from services.clock import Clock
 
-__all__ = ["AuditDraft", "audited", "changed_fields", "record"]
+__all__ = ["AuditDraft", "audited", "changed_fields", "record", "record_server_change"]
 
 Fields = Mapping[str, object]
 
@@ -75,7 +77,7 @@ def changed_fields(before: Fields | None, after: Fields | None) -> list[dict[str
 async def record(
     *,
     account_id: int,
-    actor: Principal | None,
+    actor: Principal,
     action: AuditAction,
     now: datetime,
     target_id: int | None = None,
@@ -89,12 +91,28 @@ async def record(
     return await AuditEntry.create(
         account_id=account_id,
         action=action,
-        actor_id=None if actor is None else actor.member_id,
+        actor_id=actor.member_id,
         target_id=target_id,
         changes=changes,
-        ip=None if actor is None else actor.ip,
+        ip=actor.ip,
         created_at=now,
     )
+
+
+async def record_server_change(
+    conn: BaseDBAsyncClient,
+    *,
+    account_id: int,
+    action: AuditAction,
+    now: datetime,
+    before: Fields,
+    after: Fields,
+) -> None:
+    """Write the entry of the server's own change (no actor, no address) on the connection
+    of a ledger change, whose rules may not use the ORM."""
+    changes = changed_fields(before, after)
+    if changes:
+        await sql.run(conn, _INSERT_SERVER_CHANGE, [account_id, action, json.dumps(changes), now])
 
 
 @asynccontextmanager
@@ -114,3 +132,9 @@ async def audited(
             before=draft.before,
             after=draft.after,
         )
+
+
+_INSERT_SERVER_CHANGE = (
+    "INSERT INTO audit_entry (account_id, action, actor_id, target_id, changes, ip, created_at)"
+    " VALUES (?, ?, NULL, NULL, ?, NULL, ?)"
+)

@@ -18,7 +18,6 @@ charging process and a recovery never credit twice.
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -312,11 +311,13 @@ async def _record_decline(runtime: Runtime, recharge: AutoRecharge, *, reason: s
         if turned_off:
             tx.raised.append(NoticeDraft(NoticeKind.AUTO_RECHARGE_DISABLED, tx.total))
             # The server's own setting change (RULES.md, Audit log), in the same change.
-            changes = audit.changed_fields({"enabled": True}, {"enabled": False})
-            await sql.run(
+            await audit.record_server_change(
                 tx.conn,
-                _AUDIT_DISABLED,
-                [tx.account_id, AuditAction.AUTO_RECHARGE_DISABLED, json.dumps(changes), tx.now],
+                account_id=tx.account_id,
+                action=AuditAction.AUTO_RECHARGE_DISABLED,
+                now=tx.now,
+                before={"enabled": True},
+                after={"enabled": False},
             )
 
     await ledger.commit(runtime, recharge.account_id, decline)
@@ -361,10 +362,6 @@ _STATE = "SELECT state FROM auto_recharge WHERE id = ?"
 _DECLINED = (
     "UPDATE auto_recharge SET state = ?, failure = ?, settled_at = ?"
     " WHERE id = ? AND state IN (?, ?)"
-)
-_AUDIT_DISABLED = (
-    "INSERT INTO audit_entry (account_id, action, actor_id, target_id, changes, ip, created_at)"
-    " VALUES (?, ?, NULL, NULL, ?, NULL, ?)"
 )
 _COUNT_DECLINE = (
     "UPDATE account SET auto_recharge_failures = auto_recharge_failures + 1,"
