@@ -150,7 +150,7 @@ class LedgerWriter:
         async with client.direct() as conn:
             await conn.begin()
             try:
-                await _run_all(conn, batch, lock=False)
+                await _run_all(conn, batch)
                 await asyncio.shield(conn.commit())
             except BaseException:
                 await conn.rollback()
@@ -172,7 +172,7 @@ async def _postgres_batch(conn: Any, batch: list[_Request[Any]]) -> None:
             "SELECT id FROM account WHERE id = ANY(?::bigint[]) ORDER BY id FOR UPDATE",
             [ids],
         )
-        await _run_all(conn, batch, lock=True)
+        await _run_all(conn, batch)
         await conn.execute_script("COMMIT")
     except BaseException:
         with contextlib.suppress(Exception):
@@ -185,12 +185,7 @@ def _popped(queue: deque[_Request[Any]]) -> Any:
         yield queue.popleft()
 
 
-async def _run_all(
-    conn: BaseDBAsyncClient | DirectSqlite | WriterConnection,
-    batch: list[_Request[Any]],
-    *,
-    lock: bool,
-) -> None:
+async def _run_all(conn: Connection, batch: list[_Request[Any]]) -> None:
     """Each request's work in a savepoint; its account read once per batch and kept current."""
     accounts: dict[int, Account] = {}
     # On PostgreSQL each statement is a round trip: a change's savepoint is released by
