@@ -28,9 +28,8 @@ from services.billing import current_balance
 from services.calendar import local_day
 from services.errors import NotFound
 from services.periods import period_at, period_start
-from services.rollups import as_date
+from services.rollups import account_pace
 from services.runtime import Runtime
-from services.sql import connection, fetch
 
 __all__ = ["Forecast", "ForecastStatus", "Projection", "account_forecast", "forecast_of", "project"]
 
@@ -122,7 +121,8 @@ async def account_forecast(*, runtime: Runtime, actor: Principal, account: Accou
     # The balance as a read shows it: a due allotment is applied (and announced) first.
     balance = await current_balance(runtime=runtime, account_id=account.id)
     today = local_day(runtime.clock.now(), zone)
-    first_day, segments = await _pace(account.id, today)
+    window = (today - timedelta(days=WINDOW_DAYS), today - timedelta(days=1))
+    first_day, segments = await account_pace(account.id, *window)
     projection = Projection(
         today=today,
         subscription=balance.subscription,
@@ -147,18 +147,3 @@ def _renewal_days(
         days.append(day)
         index += 1
     return days
-
-
-_PACE = (
-    "SELECT (SELECT MIN(day) FROM usage_account_day WHERE account_id = ?), "
-    "(SELECT SUM(segments_sent + segments_received) FROM usage_account_day "
-    "WHERE account_id = ? AND day BETWEEN ? AND ?)"
-)
-
-
-async def _pace(account_id: int, today: date) -> tuple[date | None, int]:
-    """The first local day with usage (None: none) and the segments of the window's days."""
-    window = (today - timedelta(days=WINDOW_DAYS), today - timedelta(days=1))
-    rows = await fetch(connection(), _PACE, [account_id, account_id, *window])
-    first, segments = rows[0]
-    return (None if first is None else as_date(first)), int(segments or 0)

@@ -295,6 +295,21 @@ async def first_usage_day(account_id: int, inbox_ids: tuple[int, ...] | None) ->
     return as_date(rows[0][0]) if rows else None
 
 
+async def account_pace(account_id: int, start: date, end: date) -> tuple[date | None, int]:
+    """The account's first local day with usage (None: none), and its segments over
+    ``[start, end]``: what a forecast needs, in one round trip."""
+    rows = await fetch(connection(), _PACE, [account_id, account_id, start, end])
+    first, segments = rows[0]
+    return (None if first is None else as_date(first)), int(segments or 0)
+
+
+_PACE = (
+    f"SELECT (SELECT MIN(day) FROM {ACCOUNT_DAYS.table} WHERE account_id = ?), "
+    f"(SELECT SUM(segments_sent + segments_received) FROM {ACCOUNT_DAYS.table} "
+    "WHERE account_id = ? AND day BETWEEN ? AND ?)"
+)
+
+
 async def usage_sums(
     account_id: int,
     inbox_ids: tuple[int, ...] | None,
