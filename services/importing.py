@@ -44,7 +44,8 @@ from services.clock import Clock
 from services.errors import NotFound, TallyError
 from services.messaging import check_body
 from services.phones import to_e164
-from services.segments import count_segments
+from services.seeding import MESSAGE_COLUMNS
+from services.segments import SegmentCount
 
 __all__ = ["ImportProgress", "ImportRejected", "ImportResult", "LineProblem", "import_messages"]
 
@@ -57,10 +58,8 @@ CHUNK = 10_000
 MAX_PROBLEMS = 20
 # Lines between two progress reports.
 REPORT_EVERY = 10_000
-COLUMNS = (
-    "account_id", "inbox_id", "direction", "from_number", "to_number", "body", "encoding",
-    "segments", "credits", "status", "sender_id", "provider_message_id", "created_at",
-)  # fmt: skip
+# The seed's columns but the id, which the database gives.
+COLUMNS = MESSAGE_COLUMNS[1:]
 _OUTBOUND, _INBOUND = Direction.OUTBOUND.value, Direction.INBOUND.value
 _STATUS = {_OUTBOUND: MessageStatus.SENT.value, _INBOUND: MessageStatus.RECEIVED.value}
 
@@ -105,6 +104,7 @@ class _Line:
     direction: str
     peer: str
     body: str
+    cost: SegmentCount
     created_at: datetime
     provider_message_id: str | None
 
@@ -236,7 +236,7 @@ def _row(
     account_id: int, line: _Line, usage: dict[tuple[int, date], list[int]], zone: ZoneInfo
 ) -> tuple[Any, ...]:
     """The message row of a line, counted in the usage it adds up to on the way."""
-    cost = _segments(line.body)
+    cost = line.cost
     outbound = line.direction == _OUTBOUND
     rollups.tally_message(
         usage,
@@ -256,7 +256,7 @@ def _row(
 
 # Bodies and numbers repeat across a history (templates, regular customers): each is
 # worked out once. Bounded, so that a file of all-different values keeps memory flat.
-_segments = functools.lru_cache(maxsize=65_536)(count_segments)
+_checked_body = functools.lru_cache(maxsize=65_536)(check_body)
 
 
 class _Parser:
@@ -304,7 +304,7 @@ class _Parser:
             raise _BadLine("direction: must be OUTBOUND or INBOUND")
         body = item["body"]
         try:
-            check_body(body)
+            cost = _checked_body(body)
         except TallyError as error:
             raise _BadLine(f"body: {error.message}") from None
         return _Line(
@@ -313,6 +313,7 @@ class _Parser:
             direction=direction,
             peer=self.number(item["peer"], "peer"),
             body=body,
+            cost=cost,
             created_at=self._created_at(item["createdAt"]),
             provider_message_id=self._provider_id(item.get("providerMessageId")),
         )
