@@ -303,7 +303,13 @@ def test_serve_with_seed_demo_migrates_once_or_as_told_not_at_all(
         def run(self, sockets: object) -> None:
             pass
 
+    async def nothing(*args: object) -> None:
+        return None
+
     monkeypatch.setattr(cli, "migrate_database", migrate)
+    # The test's own database stays as it is: no second Tortoise on another loop.
+    monkeypatch.setattr(cli, "open_database", nothing)
+    monkeypatch.setattr(cli, "close_database", nothing)
     monkeypatch.setattr(cli, "_seed_and_print", seeded)
     monkeypatch.setattr(uvicorn, "Server", Served)
     args = argparse.Namespace(
